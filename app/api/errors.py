@@ -1,0 +1,119 @@
+"""Every error is JSON {"detail": ...} with the status API.md names.
+
+Validation errors become a list of {"index", "field", "message"} so a client can find
+the bad record in a batch: FastAPI's loc ("body", "predictions", 3, "score") turns into
+index 3, field "score".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+BATCH_KEYS = ("predictions", "actuals")
+RETRY_AFTER_S = "2"
+
+_FRIENDLY = {
+    "timezone_aware": "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-11-20T10:00:00Z",
+    "finite_number": "must be a finite number (NaN and Infinity are not allowed)",
+}
+
+
+class ApiError(Exception):
+    """An error a service raises for the edge to turn into a response."""
+
+    def __init__(self, status_code: int, detail: Any, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.headers = headers
+
+
+class BatchValidationError(ApiError):
+    def __init__(self, errors: list[dict[str, Any]]):
+        super().__init__(422, errors)
+
+
+def item_error(index: int | None, field: str, message: str) -> dict[str, Any]:
+    return {"index": index, "field": field, "message": message}
+
+
+def _convert(err: dict[str, Any]) -> dict[str, Any]:
+    loc: Sequence[Any] = err.get("loc", ())
+    message = _FRIENDLY.get(err.get("type", ""), err.get("msg", "invalid"))
+    if len(loc) >= 3 and loc[0] == "body" and loc[1] in BATCH_KEYS and isinstance(loc[2], int):
+        field = ".".join(str(p) for p in loc[3:]) or "item"
+        return item_error(loc[2], field, message)
+    where = loc[0] if loc else "body"
+    rest = [str(p) for p in loc[1:]]
+    field = ".".join(rest) if rest else str(where)
+    return {"index": None, "field": field, "location": where, "message": message}
+
+
+def validation_detail(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [_convert(dict(e)) for e in errors]
+
+
+def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse({"detail": "malformed JSON body"}, status_code=400)
+        body = exc.body
+        if isinstance(body, dict):
+            for key in BATCH_KEYS:
+                items = body.get(key)
+                if isinstance(items, list) and len(items) > max_batch_items:
+                    return batch_too_large(len(items), max_batch_items)
+        return JSONResponse({"detail": validation_detail(errors)}, status_code=422)
+
+    async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    async def on_db_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The transaction was rolled back by the session dependency: nothing was stored.
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return JSONResponse(
+            {"detail": "database unavailable; the request was not stored, retry later"},
+            status_code=503,
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+
+    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
+    app.add_exception_handler(OperationalError, on_db_unavailable)
+    app.add_exception_handler(PoolTimeout, on_db_unavailable)
+    app.add_exception_handler(DBAPIError, _db_error_handler(on_db_unavailable))
+
+
+def _db_error_handler(on_unavailable: Any) -> Any:
+    async def handler(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await on_unavailable(request, exc)  # type: ignore[no-any-return]
+        log.exception("database error")
+        return JSONResponse({"detail": "internal database error"}, status_code=500)
+
+    return handler
+
+
+def batch_too_large(count: int, cap: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"batch holds {count} items; the limit is {cap}. Split it into smaller batches."},
+        status_code=413,
+    )

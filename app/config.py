@@ -1,0 +1,97 @@
+"""Settings: environment variables with prefix LOSSMON_, then config/lossmon.toml, then defaults.
+
+Validated once at start-up (fail fast): a bad value stops the process with a message
+that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_TOML = Path(__file__).resolve().parent.parent / "config" / "lossmon.toml"
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("LOSSMON_CONFIG_FILE", str(DEFAULT_TOML)))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOSSMON_", extra="ignore")
+
+    database_url: str = "sqlite:///./lossmon.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Windows are recomputed by a scheduler tick this often.
+    compute_interval_s: float = Field(default=60.0, gt=0)
+    # How many dirty windows one compute transaction claims.
+    compute_batch_windows: int = Field(default=16, ge=1, le=10_000)
+    # A claimed window not finished within this many seconds (crashed worker) is claimable again.
+    compute_lease_s: float = Field(default=300.0, gt=0)
+
+    max_batch_items: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
+
+    webhook_allow_private: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if not (v.startswith("sqlite") or v.startswith("postgresql")):
+            raise ValueError("LOSSMON_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL")
+        if v.startswith("postgresql://") or v.startswith("postgres://"):
+            # Plain postgresql:// would pick psycopg2, which we do not ship.
+            v = "postgresql+psycopg://" + v.split("://", 1)[1]
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("LOSSMON_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        return v
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _toml_path()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings for the CLI; the app receives its Settings explicitly."""
+    return load_settings()

@@ -1,0 +1,179 @@
+"""Dialect-specific bulk statements for the ingest path.
+
+Why hand-written SQL: SQLAlchemy's executemany/insertmanyvalues builds a multi-VALUES
+statement per page of rows; PostgreSQL's `INSERT ... SELECT FROM unnest(arrays)` sends
+one statement with one array per column (measured in bench/ingest.py). On SQLite,
+`executemany` of a prepared statement is a C loop inside one transaction, and binds
+doubles exactly (a JSON round trip through SQLite's parser might not).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.db import is_postgres
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRows:
+    """Column arrays of one batch, deduplicated, sorted by prediction_id."""
+
+    prediction_ids: list[str]
+    ts_us: list[int]
+    window_starts: list[int]
+    scores: list[float | None]
+    model_versions: list[str]
+    segments: list[str | None]  # JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class ActualRows:
+    prediction_ids: list[str]
+    labels: list[int]
+    weights: list[float]
+    ts_us: list[int]
+    pending: list[bool]
+
+
+def _cursor(session: Session) -> Any:
+    return session.connection().connection.cursor()
+
+
+def insert_predictions(
+    *, session: Session, model_id: str, rows: PredictionRows, received_us: int
+) -> tuple[int, list[int]]:
+    """Insert, skipping stored ids. Returns (rows inserted, windows to mark dirty)."""
+    cur = _cursor(session)
+    try:
+        if is_postgres(session):
+            cur.execute(
+                """
+                INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
+                                         model_version, segments, received_us)
+                SELECT %s, u.pid, u.ts, u.ws, u.score, u.mv, u.seg::json, %s
+                FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::float8[],
+                            %s::text[], %s::text[]) AS u(pid, ts, ws, score, mv, seg)
+                ON CONFLICT (model_id, prediction_id) DO NOTHING
+                RETURNING window_start
+                """,
+                (
+                    model_id,
+                    received_us,
+                    rows.prediction_ids,
+                    rows.ts_us,
+                    rows.window_starts,
+                    rows.scores,
+                    rows.model_versions,
+                    rows.segments,
+                ),
+            )
+            inserted_windows = [r[0] for r in cur.fetchall()]
+            return len(inserted_windows), inserted_windows
+        dbapi = session.connection().connection.dbapi_connection
+        before = dbapi.total_changes  # type: ignore[union-attr]
+        cur.executemany(
+            """
+            INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
+                                     model_version, segments, received_us)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (model_id, prediction_id) DO NOTHING
+            """,
+            [
+                (model_id, pid, ts, ws, sc, mv, seg, received_us)
+                for pid, ts, ws, sc, mv, seg in zip(
+                    rows.prediction_ids,
+                    rows.ts_us,
+                    rows.window_starts,
+                    rows.scores,
+                    rows.model_versions,
+                    rows.segments,
+                    strict=True,
+                )
+            ],
+        )
+        inserted = dbapi.total_changes - before  # type: ignore[union-attr]
+        # SQLite cannot RETURNING from executemany; re-marking a duplicate's window
+        # only costs one recompute of it, so mark every window of the batch.
+        return inserted, rows.window_starts
+    finally:
+        cur.close()
+
+
+def find_predictions(
+    *, session: Session, model_id: str, prediction_ids: Sequence[str]
+) -> dict[str, int]:
+    """prediction_id -> window_start for the ids that have a stored prediction."""
+    cur = _cursor(session)
+    try:
+        if is_postgres(session):
+            cur.execute(
+                "SELECT prediction_id, window_start FROM predictions "
+                "WHERE model_id = %s AND prediction_id = ANY(%s::text[])",
+                (model_id, list(prediction_ids)),
+            )
+        else:
+            cur.execute(
+                "SELECT prediction_id, window_start FROM predictions "
+                "WHERE model_id = ? AND prediction_id IN (SELECT value FROM json_each(?))",
+                (model_id, json.dumps(list(prediction_ids))),
+            )
+        return {pid: ws for pid, ws in cur.fetchall()}
+    finally:
+        cur.close()
+
+
+def upsert_actuals(*, session: Session, model_id: str, rows: ActualRows, received_us: int) -> None:
+    """Insert or replace (last write wins: label corrections)."""
+    cur = _cursor(session)
+    try:
+        if is_postgres(session):
+            cur.execute(
+                """
+                INSERT INTO actuals (model_id, prediction_id, label, weight, ts_us,
+                                     received_us, pending)
+                SELECT %s, u.pid, u.label, u.weight, u.ts, %s, u.pending
+                FROM unnest(%s::text[], %s::int[], %s::float8[], %s::bigint[], %s::bool[])
+                     AS u(pid, label, weight, ts, pending)
+                ON CONFLICT (model_id, prediction_id) DO UPDATE SET
+                    label = EXCLUDED.label, weight = EXCLUDED.weight, ts_us = EXCLUDED.ts_us,
+                    received_us = EXCLUDED.received_us, pending = EXCLUDED.pending
+                """,
+                (
+                    model_id,
+                    received_us,
+                    rows.prediction_ids,
+                    rows.labels,
+                    rows.weights,
+                    rows.ts_us,
+                    rows.pending,
+                ),
+            )
+            return
+        cur.executemany(
+            """
+            INSERT INTO actuals (model_id, prediction_id, label, weight, ts_us, received_us,
+                                 pending)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (model_id, prediction_id) DO UPDATE SET
+                label = excluded.label, weight = excluded.weight, ts_us = excluded.ts_us,
+                received_us = excluded.received_us, pending = excluded.pending
+            """,
+            [
+                (model_id, pid, lab, w, ts, received_us, int(p))
+                for pid, lab, w, ts, p in zip(
+                    rows.prediction_ids,
+                    rows.labels,
+                    rows.weights,
+                    rows.ts_us,
+                    rows.pending,
+                    strict=True,
+                )
+            ],
+        )
+    finally:
+        cur.close()

@@ -1,0 +1,63 @@
+"""HTTP for ingestion. Plain `def` routes: the bulk work runs in the threadpool."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+
+from app.api.deps import SessionDep, SettingsDep
+from app.api.errors import ApiError
+from app.ingestion import service
+from app.ingestion.schemas import ActualBatch, IngestActualsOut, IngestPredictionsOut, PredictionBatch
+from app.models import service as model_service
+from app.models.router import ModelId
+
+router = APIRouter(prefix="/v1/models", tags=["ingestion"])
+
+_BATCH_RESPONSES: dict[int | str, dict[str, str]] = {
+    400: {"description": "malformed JSON"},
+    404: {"description": "unknown model (the message says how to register it)"},
+    413: {"description": "batch or body too large"},
+    422: {"description": "validation: detail is a list of {index, field, message}; nothing stored"},
+    503: {"description": "database unavailable; nothing stored, safe to retry"},
+}
+
+
+def _check_batch(count: int, cap: int) -> None:
+    if count > cap:
+        raise ApiError(
+            413, f"batch holds {count} items; the limit is {cap}. Split it into smaller batches."
+        )
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@router.post(
+    "/{model_id}/predictions", response_model=IngestPredictionsOut, responses=_BATCH_RESPONSES
+)
+def post_predictions(
+    model_id: ModelId, batch: PredictionBatch, session: SessionDep, settings: SettingsDep
+) -> IngestPredictionsOut:
+    """Store a batch of predictions; re-sent prediction_ids are counted as duplicates."""
+    _check_batch(len(batch.predictions), settings.max_batch_items)
+    model = model_service.require_model(session=session, model_id=model_id)
+    result = service.ingest_predictions(
+        session=session, model=model, items=batch.predictions, now_us=_now_us()
+    )
+    return IngestPredictionsOut(accepted=result.accepted, duplicates=result.duplicates)
+
+
+@router.post("/{model_id}/actuals", response_model=IngestActualsOut, responses=_BATCH_RESPONSES)
+def post_actuals(
+    model_id: ModelId, batch: ActualBatch, session: SessionDep, settings: SettingsDep
+) -> IngestActualsOut:
+    """Store ground truth; a re-sent prediction_id replaces its earlier actual."""
+    _check_batch(len(batch.actuals), settings.max_batch_items)
+    model = model_service.require_model(session=session, model_id=model_id)
+    result = service.ingest_actuals(
+        session=session, model=model, items=batch.actuals, now_us=_now_us()
+    )
+    return IngestActualsOut(accepted=result.accepted, matched=result.matched, pending=result.pending)

@@ -1,0 +1,63 @@
+"""create_app(): the FastAPI application. Nothing happens at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import migrate
+from app.api import health
+from app.api.body_limit import BodyLimitMiddleware
+from app.api.errors import install_error_handlers
+from app.config import Settings, load_settings
+from app.db import create_engine_for, make_sessionmaker
+from app.ingestion import router as ingestion_router
+from app.models import router as models_router
+from app.windows import router as windows_router
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, run_scheduler: bool = False) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine_for(settings)
+        app.state.engine = engine
+        app.state.session_factory = make_sessionmaker(engine)
+        app.state.read_session_factory = make_sessionmaker(engine, readonly=True)
+        app.state.migration_head = migrate.head_revision()
+        scheduler = None
+        if run_scheduler:
+            from app import scheduler as scheduler_module
+
+            scheduler = scheduler_module.start_background(
+                settings=settings,
+                factory=app.state.session_factory,
+                read_factory=app.state.read_session_factory,
+            )
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
+            engine.dispose()
+
+    app = FastAPI(
+        title="lossmon",
+        version="0.1.0",
+        summary="Windowed log loss against the naive baseline, for classifiers in production.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app, max_batch_items=settings.max_batch_items)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(models_router.router)
+    app.include_router(ingestion_router.router)
+    app.include_router(windows_router.router)
+    return app

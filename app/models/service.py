@@ -1,0 +1,114 @@
+"""Models registry logic. Services flush; the edge commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from app.api.errors import ApiError
+from app.ingestion.models import Actual, Prediction
+from app.models.models import MonitoredModel
+from app.models.schemas import ModelIn, ModelOut, window_seconds
+
+# Changing these would re-interpret stored data (window_start, labels).
+_SHAPE_FIELDS = ("task", "classes", "window")
+
+
+def to_out(m: MonitoredModel) -> ModelOut:
+    return ModelOut(
+        model_id=m.id,
+        task=m.task,
+        window=m.window,
+        window_seconds=m.window_seconds,
+        description=m.description,
+        classes=m.classes,
+        reference_base_rate=m.reference_base_rate,
+        clip_eps=m.clip_eps,
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+    )
+
+
+def get_model(*, session: Session, model_id: str) -> MonitoredModel | None:
+    return session.get(MonitoredModel, model_id)
+
+
+def require_model(*, session: Session, model_id: str) -> MonitoredModel:
+    model = get_model(session=session, model_id=model_id)
+    if model is None:
+        raise ApiError(
+            404,
+            f"model {model_id!r} is not registered; create it first with "
+            f"PUT /v1/models/{model_id} and a body such as "
+            '{"task": "binary", "window": "1h"}',
+        )
+    return model
+
+
+def has_data(*, session: Session, model_id: str) -> bool:
+    return bool(
+        session.scalar(select(exists().where(Prediction.model_id == model_id)))
+        or session.scalar(select(exists().where(Actual.model_id == model_id)))
+    )
+
+
+def upsert_model(
+    *, session: Session, model_id: str, body: ModelIn, now: datetime
+) -> tuple[MonitoredModel, bool]:
+    """Create or update. Returns (model, created)."""
+    if body.task == "multiclass":
+        raise ApiError(
+            422,
+            [
+                {
+                    "index": None,
+                    "field": "task",
+                    "message": "task 'multiclass' is not yet supported; use 'binary'",
+                }
+            ],
+        )
+    model = session.get(MonitoredModel, model_id, with_for_update=True)
+    if model is None:
+        model = MonitoredModel(
+            id=model_id,
+            task=body.task,
+            window=body.window,
+            window_seconds=window_seconds(body.window),
+            classes=body.classes,
+            description=body.description,
+            reference_base_rate=body.reference_base_rate,
+            clip_eps=body.clip_eps,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(model)
+        session.flush()
+        return model, True
+
+    given = body.model_dump(include=body.model_fields_set)
+    changed_shape = [
+        f for f in _SHAPE_FIELDS if f in given and given[f] != getattr(model, f)
+    ]
+    if changed_shape and has_data(session=session, model_id=model_id):
+        raise ApiError(
+            409,
+            f"model {model_id!r} already has data; {', '.join(changed_shape)} cannot change. "
+            "Register a new model id instead.",
+        )
+    changed = False
+    for field, value in given.items():
+        if getattr(model, field) != value:
+            setattr(model, field, value)
+            changed = True
+    if "window" in given:
+        model.window_seconds = window_seconds(model.window)
+    if changed:
+        model.updated_at = now
+    session.flush()
+    return model, False
+
+
+def list_models(*, session: Session) -> list[MonitoredModel]:
+    return list(session.scalars(select(MonitoredModel).order_by(MonitoredModel.id)))

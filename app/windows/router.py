@@ -1,0 +1,91 @@
+"""HTTP for the metric history."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import ReadSessionDep
+from app.api.errors import ApiError
+from app.models import service as model_service
+from app.models.router import ModelId
+from app.windows import service
+from app.windows.schemas import HistoryOut, window_out
+
+router = APIRouter(prefix="/v1/models", tags=["metrics"])
+
+_COLUMNS = (
+    "model_id window_start window_end predictions labeled weight_sum label_coverage "
+    "positive_rate log_loss baseline_log_loss skill log_loss_stderr log_loss_median "
+    "log_loss_p90 expected_log_loss accuracy computed_at"
+).split()
+
+
+def _epoch(ts: datetime | None, name: str) -> int | None:
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        raise ApiError(
+            422,
+            [{"index": None, "field": name, "location": "query",
+              "message": "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-11-20T10:00:00Z"}],
+        )
+    # Window starts are whole seconds, so start >= ceil(t) <=> start >= t (likewise end).
+    return math.ceil(ts.timestamp())
+
+
+def _segments(raw: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in raw:
+        key, sep, value = item.partition(":")
+        if not sep or not key or not value:
+            raise ApiError(
+                422,
+                [{"index": None, "field": "segment", "location": "query",
+                  "message": f"segment must look like key:value, got {item!r}"}],
+            )
+        out.append((key, value))
+    return out
+
+
+@router.get("/{model_id}/metrics", response_model=HistoryOut)
+def get_metrics(
+    model_id: ModelId,
+    session: ReadSessionDep,
+    start: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
+    end: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
+    model_version: Annotated[str | None, Query(max_length=128)] = None,
+    segment: Annotated[list[str] | None, Query(description="key:value, repeatable (AND)")] = None,
+) -> HistoryOut:
+    """Windows whose start is in [start, end), oldest first."""
+    model = model_service.require_model(session=session, model_id=model_id)
+    start_s, end_s = _epoch(start, "start"), _epoch(end, "end")
+    if start_s is not None and end_s is not None and start_s >= end_s:
+        raise ApiError(
+            422,
+            [{"index": None, "field": "end", "location": "query", "message": "end must be after start"}],
+        )
+    segments = _segments(segment or [])
+    if model_version is None and not segments:
+        rows = service.history(session=session, model=model, start=start_s, end=end_s)
+        values = [{c: getattr(r, c) for c in _COLUMNS} for r in rows]
+    else:
+        values = service.filtered_history(
+            session=session,
+            model=model,
+            start=start_s,
+            end=end_s,
+            model_version=model_version,
+            segments=segments,
+            now=datetime.now(UTC),
+        )
+    return HistoryOut(
+        model_id=model.id,
+        window=model.window,
+        model_version=model_version,
+        segments=[f"{k}:{v}" for k, v in segments],
+        windows=[window_out(v) for v in values],
+    )

@@ -1,0 +1,263 @@
+"""Window computation over the database: dirty windows -> window_metrics rows.
+
+A pass (1) sweeps actuals that were written before their prediction was visible,
+(2) repeatedly leases a batch of dirty windows, reads their joined rows in one query
+per model, computes every metric with numpy, and (3) writes the results only for
+claims it still holds, deleting the dirty mark only if no write came in meanwhile.
+Each step is its own short transaction, so ingestion never waits on the math.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db import is_postgres, session_scope
+from app.metrics import WindowStats, stats_by_group
+from app.models.models import MonitoredModel
+from app.windows import dirty
+from app.windows.models import WindowMetric
+from app.windows.reader import JoinedRows, read_joined
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassResult:
+    swept_windows: int = 0
+    computed: int = 0
+    retried: int = 0
+    stale: int = 0
+    seconds: float = 0.0
+    models: set[str] = field(default_factory=set)
+
+
+def sweep_pending_actuals(*, session: Session) -> int:
+    """Mark dirty the windows of pending actuals whose prediction has since arrived."""
+    if is_postgres(session):
+        rows = session.execute(
+            text(
+                "UPDATE actuals AS a SET pending = false FROM predictions AS p "
+                "WHERE a.pending AND p.model_id = a.model_id "
+                "AND p.prediction_id = a.prediction_id "
+                "RETURNING a.model_id, p.window_start"
+            )
+        ).all()
+    else:
+        # One BEGIN IMMEDIATE transaction: nobody can write between the two statements.
+        rows = session.execute(
+            text(
+                "SELECT a.model_id, p.window_start FROM actuals AS a JOIN predictions AS p "
+                "ON p.model_id = a.model_id AND p.prediction_id = a.prediction_id "
+                "WHERE a.pending"
+            )
+        ).all()
+        if rows:
+            session.execute(
+                text(
+                    "UPDATE actuals SET pending = 0 WHERE pending AND EXISTS (SELECT 1 "
+                    "FROM predictions AS p WHERE p.model_id = actuals.model_id "
+                    "AND p.prediction_id = actuals.prediction_id)"
+                )
+            )
+    by_model: dict[str, set[int]] = defaultdict(set)
+    for model_id, window_start in rows:
+        by_model[model_id].add(window_start)
+    return sum(
+        dirty.mark_dirty(session=session, model_id=m, window_starts=ws)
+        for m, ws in sorted(by_model.items())
+    )
+
+
+def compute_stats(rows: JoinedRows, eps: float) -> dict[int, WindowStats]:
+    return stats_by_group(rows.window_starts, rows.scores, rows.labels, rows.weights, eps)
+
+
+def metric_values(
+    *, model_id: str, window_start: int, window_seconds: int, stats: WindowStats, now: datetime
+) -> dict[str, object]:
+    return {
+        "model_id": model_id,
+        "window_start": window_start,
+        "window_end": window_start + window_seconds,
+        "predictions": stats.predictions,
+        "labeled": stats.labeled,
+        "weight_sum": stats.weight_sum,
+        "label_coverage": stats.label_coverage,
+        "positive_rate": stats.positive_rate,
+        "log_loss": stats.log_loss,
+        "baseline_log_loss": stats.baseline_log_loss,
+        "skill": stats.skill,
+        "log_loss_stderr": stats.log_loss_stderr,
+        "log_loss_median": stats.log_loss_median,
+        "log_loss_p90": stats.log_loss_p90,
+        "expected_log_loss": stats.expected_log_loss,
+        "accuracy": stats.accuracy,
+        "computed_at": now,
+    }
+
+
+def _write_metrics(*, session: Session, values: list[dict[str, object]]) -> None:
+    if not values:
+        return
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    stmt = insert(WindowMetric).values(values)
+    keys = {"model_id", "window_start"}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[WindowMetric.model_id, WindowMetric.window_start],
+        set_={c: stmt.excluded[c] for c in values[0] if c not in keys},
+    )
+    session.execute(stmt)
+
+
+def _compute_claims(
+    *, session: Session, claims: Sequence[dirty.Claim], now: datetime
+) -> tuple[list[dict[str, object]], list[tuple[str, int]]]:
+    """Returns (metric rows to upsert, windows that no longer have predictions)."""
+    by_model: dict[str, list[int]] = defaultdict(list)
+    for c in claims:
+        by_model[c.model_id].append(c.window_start)
+    values: list[dict[str, object]] = []
+    empty: list[tuple[str, int]] = []
+    for model_id, starts in by_model.items():
+        model = session.get(MonitoredModel, model_id)
+        if model is None:  # deleted meanwhile; its rows cascade away
+            continue
+        rows = read_joined(session=session, model_id=model_id, window_starts=starts)
+        stats = compute_stats(rows, model.clip_eps)
+        for ws in starts:
+            st = stats.get(ws)
+            if st is None or st.predictions == 0:
+                empty.append((model_id, ws))
+                continue
+            values.append(
+                metric_values(
+                    model_id=model_id,
+                    window_start=ws,
+                    window_seconds=model.window_seconds,
+                    stats=st,
+                    now=now,
+                )
+            )
+    return values, empty
+
+
+def compute_pass(
+    *,
+    factory: sessionmaker[Session],
+    read_factory: sessionmaker[Session],
+    settings: Settings,
+    clock: Callable[[], float] = time.time,
+) -> PassResult:
+    """Compute every dirty window once. Safe to run in several processes at once."""
+    started = time.perf_counter()
+    result = PassResult()
+    token = uuid.uuid4().hex
+    with session_scope(factory) as session:
+        result.swept_windows = sweep_pending_actuals(session=session)
+    lease_us = int(settings.compute_lease_s * 1e6)
+    while True:
+        with session_scope(factory) as session:
+            claims = dirty.claim(
+                session=session,
+                token=token,
+                now_us=int(clock() * 1e6),
+                lease_us=lease_us,
+                limit=settings.compute_batch_windows,
+            )
+        if not claims:
+            break
+        now = datetime.fromtimestamp(clock(), UTC)
+        with session_scope(read_factory) as session:
+            values, empty = _compute_claims(session=session, claims=claims, now=now)
+        with session_scope(factory) as session:
+            held = dirty.lock_own_claims(session=session, token=token, claims=claims)
+            values = [v for v in values if (v["model_id"], v["window_start"]) in held]
+            empty = [k for k in empty if k in held]
+            _write_metrics(session=session, values=values)
+            if empty:
+                session.execute(
+                    delete(WindowMetric).where(
+                        tuple_(WindowMetric.model_id, WindowMetric.window_start).in_(empty)
+                    )
+                )
+            done = [c for c in claims if held.get((c.model_id, c.window_start)) == c.generation]
+            retry = [
+                c
+                for c in claims
+                if (c.model_id, c.window_start) in held
+                and held[(c.model_id, c.window_start)] != c.generation
+            ]
+            dirty.settle(session=session, token=token, done=done, retry=retry)
+        result.computed += len(values) + len(empty)
+        result.retried += len(retry)
+        result.stale += len(claims) - len(held)
+        result.models.update(c.model_id for c in claims)
+    result.seconds = time.perf_counter() - started
+    if result.computed or result.swept_windows:
+        log.info(
+            "compute pass: %d windows computed, %d re-queued, %d stale, %.3fs",
+            result.computed,
+            result.retried,
+            result.stale,
+            result.seconds,
+        )
+    return result
+
+
+def history(
+    *,
+    session: Session,
+    model: MonitoredModel,
+    start: int | None,
+    end: int | None,
+) -> list[WindowMetric]:
+    stmt = select(WindowMetric).where(WindowMetric.model_id == model.id)
+    if start is not None:
+        stmt = stmt.where(WindowMetric.window_start >= start)
+    if end is not None:
+        stmt = stmt.where(WindowMetric.window_start < end)
+    return list(session.scalars(stmt.order_by(WindowMetric.window_start)))
+
+
+def filtered_history(
+    *,
+    session: Session,
+    model: MonitoredModel,
+    start: int | None,
+    end: int | None,
+    model_version: str | None,
+    segments: Sequence[tuple[str, str]],
+    now: datetime,
+) -> list[dict[str, object]]:
+    """Windows restricted to a model version and/or segments, computed on demand."""
+    rows = read_joined(
+        session=session,
+        model_id=model.id,
+        start=start,
+        end=end,
+        model_version=model_version,
+        segments=segments,
+    )
+    stats = compute_stats(rows, model.clip_eps)
+    return [
+        metric_values(
+            model_id=model.id,
+            window_start=ws,
+            window_seconds=model.window_seconds,
+            stats=stats[ws],
+            now=now,
+        )
+        for ws in sorted(stats)
+        if stats[ws].predictions > 0
+    ]
