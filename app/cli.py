@@ -62,7 +62,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
     scheduler: Annotated[
-        bool, typer.Option("--scheduler/--no-scheduler", help="run the compute scheduler in-process")
+        bool,
+        typer.Option("--scheduler/--no-scheduler", help="run the compute scheduler in-process"),
     ] = True,
 ) -> None:
     """Serve the API and dashboard (and, by default, the scheduler) in one process."""

@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     @classmethod
     def _known_backend(cls, v: str) -> str:
         if not (v.startswith("sqlite") or v.startswith("postgresql")):
-            raise ValueError("LOSSMON_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL")
+            raise ValueError(
+                "LOSSMON_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL"
+            )
         if v.startswith("postgresql://") or v.startswith("postgres://"):
             # Plain postgresql:// would pick psycopg2, which we do not ship.
             v = "postgresql+psycopg://" + v.split("://", 1)[1]

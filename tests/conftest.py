@@ -31,7 +31,9 @@ from app.config import Settings, load_settings
 from app.db import create_engine_for, make_sessionmaker
 from app.main import create_app
 
-PG_ADMIN_URL = os.environ.get("LOSSMON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "LOSSMON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REQUIRE_PG = os.environ.get("LOSSMON_REQUIRE_PG") == "1"
 TABLES = ["window_metrics", "dirty_windows", "actuals", "predictions", "models"]
 
@@ -67,7 +69,9 @@ def worker_id(request: pytest.FixtureRequest) -> str:
 def pg_database_url(worker_id: str) -> Iterator[str]:
     if not _pg_available():
         if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required (LOSSMON_REQUIRE_PG=1) but unreachable: {_pg_state['why']}")
+            pytest.fail(
+                f"PostgreSQL is required (LOSSMON_REQUIRE_PG=1) but unreachable: {_pg_state['why']}"
+            )
         pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_URL}: {_pg_state['why']}")
     name = _worker_db_name(worker_id)
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -107,7 +111,14 @@ class Db:
 def _make_db(kind: str, url: str) -> Db:
     settings = load_settings(database_url=url, compute_interval_s=3600)
     engine = create_engine_for(settings)
-    return Db(kind, url, settings, engine, make_sessionmaker(engine), make_sessionmaker(engine, readonly=True))
+    return Db(
+        kind,
+        url,
+        settings,
+        engine,
+        make_sessionmaker(engine),
+        make_sessionmaker(engine, readonly=True),
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -157,15 +168,30 @@ class Server:
     log_path: Path
 
 
-def start_server(database_url: str, tmp_path: Path, *, extra_env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ("--no-scheduler",)) -> Server:
+def start_server(
+    database_url: str,
+    tmp_path: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = ("--no-scheduler",),
+) -> Server:
     """A real `lossmon serve` (uvicorn) on a free loopback port."""
     port = free_port()
     env = {**os.environ, "LOSSMON_DATABASE_URL": database_url, **(extra_env or {})}
     log_path = tmp_path / f"server-{port}.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -206,11 +232,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         bar = "!" * 78
         terminalreporter.write_line(bar, red=True, bold=True)
         terminalreporter.write_line(
-            "!!  PostgreSQL half SKIPPED: no server reachable at "
-            f"{PG_ADMIN_URL}", red=True, bold=True
+            f"!!  PostgreSQL half SKIPPED: no server reachable at {PG_ADMIN_URL}",
+            red=True,
+            bold=True,
         )
         terminalreporter.write_line(f"!!  {_pg_state['why']}", red=True, bold=True)
         terminalreporter.write_line(
-            "!!  Only SQLite was tested. Start PostgreSQL (see README) and re-run.", red=True, bold=True
+            "!!  Only SQLite was tested. Start PostgreSQL (see README) and re-run.",
+            red=True,
+            bold=True,
         )
         terminalreporter.write_line(bar, red=True, bold=True)

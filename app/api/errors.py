@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 BATCH_KEYS = ("predictions", "actuals")
 RETRY_AFTER_S = "2"
+NAIVE_TIMESTAMP = "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-11-20T10:00:00Z"
 
 _FRIENDLY = {
-    "timezone_aware": "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-11-20T10:00:00Z",
+    "timezone_aware": NAIVE_TIMESTAMP,
     "finite_number": "must be a finite number (NaN and Infinity are not allowed)",
 }
 
@@ -46,6 +47,11 @@ class BatchValidationError(ApiError):
 
 def item_error(index: int | None, field: str, message: str) -> dict[str, Any]:
     return {"index": index, "field": field, "message": message}
+
+
+def query_error(field: str, message: str) -> ApiError:
+    """A 422 about a query parameter, in the same shape as body validation errors."""
+    return ApiError(422, [{"index": None, "field": field, "location": "query", "message": message}])
 
 
 def _convert(err: dict[str, Any]) -> dict[str, Any]:
@@ -78,11 +84,15 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
         return JSONResponse({"detail": validation_detail(errors)}, status_code=422)
 
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+            {"detail": exc.detail},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     async def on_db_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -105,7 +115,7 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
 def _db_error_handler(on_unavailable: Any) -> Any:
     async def handler(request: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
-            return await on_unavailable(request, exc)  # type: ignore[no-any-return]
+            return await on_unavailable(request, exc)
         log.exception("database error")
         return JSONResponse({"detail": "internal database error"}, status_code=500)
 
@@ -114,6 +124,10 @@ def _db_error_handler(on_unavailable: Any) -> Any:
 
 def batch_too_large(count: int, cap: int) -> JSONResponse:
     return JSONResponse(
-        {"detail": f"batch holds {count} items; the limit is {cap}. Split it into smaller batches."},
+        {"detail": batch_too_large_message(count, cap)},
         status_code=413,
     )
+
+
+def batch_too_large_message(count: int, cap: int) -> str:
+    return f"batch holds {count} items; the limit is {cap}. Split it into smaller batches."

@@ -41,7 +41,8 @@ def readyz(request: Request) -> Any:
         return JSONResponse(
             {
                 "status": "unavailable",
-                "detail": f"database schema at {current}, code expects {head}; run `lossmon migrate`",
+                "detail": f"database schema at {current}, code expects {head}; "
+                "run `lossmon migrate`",
             },
             status_code=503,
         )

@@ -7,9 +7,14 @@ import time
 from fastapi import APIRouter
 
 from app.api.deps import SessionDep, SettingsDep
-from app.api.errors import ApiError
+from app.api.errors import ApiError, batch_too_large_message
 from app.ingestion import service
-from app.ingestion.schemas import ActualBatch, IngestActualsOut, IngestPredictionsOut, PredictionBatch
+from app.ingestion.schemas import (
+    ActualBatch,
+    IngestActualsOut,
+    IngestPredictionsOut,
+    PredictionBatch,
+)
 from app.models import service as model_service
 from app.models.router import ModelId
 
@@ -26,9 +31,7 @@ _BATCH_RESPONSES: dict[int | str, dict[str, str]] = {
 
 def _check_batch(count: int, cap: int) -> None:
     if count > cap:
-        raise ApiError(
-            413, f"batch holds {count} items; the limit is {cap}. Split it into smaller batches."
-        )
+        raise ApiError(413, batch_too_large_message(count, cap))
 
 
 def _now_us() -> int:
@@ -60,4 +63,6 @@ def post_actuals(
     result = service.ingest_actuals(
         session=session, model=model, items=batch.actuals, now_us=_now_us()
     )
-    return IngestActualsOut(accepted=result.accepted, matched=result.matched, pending=result.pending)
+    return IngestActualsOut(
+        accepted=result.accepted, matched=result.matched, pending=result.pending
+    )

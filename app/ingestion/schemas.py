@@ -27,7 +27,9 @@ MAX_SEGMENTS = 16
 def _rfc3339_string(value: Any) -> Any:
     # Pydantic would take a bare number as unix time; the contract says RFC 3339 strings.
     if not isinstance(value, str):
-        raise ValueError("timestamp must be an RFC 3339 string with an offset, e.g. 2026-11-20T10:00:00Z")
+        raise ValueError(
+            "timestamp must be an RFC 3339 string with an offset, e.g. 2026-11-20T10:00:00Z"
+        )
     return value
 
 
@@ -42,7 +44,9 @@ class PredictionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prediction_id: PredictionId
-    timestamp: Timestamp | None = Field(default=None, description="event time; default: time received")
+    timestamp: Timestamp | None = Field(
+        default=None, description="event time; default: time received"
+    )
     score: Probability | None = Field(default=None, description="binary: P(positive class)")
     probabilities: dict[str, Probability] | None = Field(default=None, description="multiclass")
     model_version: str = Field(default="", max_length=128)
@@ -67,7 +71,6 @@ class PredictionBatch(BaseModel):
 class IngestPredictionsOut(BaseModel):
     accepted: int = Field(description="newly stored")
     duplicates: int = Field(description="prediction_id already stored (or repeated in the batch)")
-
 
 
 # Strict members: "1" or 1.0 are not silently taken for a binary label.

@@ -88,9 +88,7 @@ def upsert_model(
         return model, True
 
     given = body.model_dump(include=body.model_fields_set)
-    changed_shape = [
-        f for f in _SHAPE_FIELDS if f in given and given[f] != getattr(model, f)
-    ]
+    changed_shape = [f for f in _SHAPE_FIELDS if f in given and given[f] != getattr(model, f)]
     if changed_shape and has_data(session=session, model_id=model_id):
         raise ApiError(
             409,

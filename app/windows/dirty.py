@@ -40,9 +40,7 @@ def mark_dirty(*, session: Session, model_id: str, window_starts: Iterable[int])
     return len(starts)
 
 
-def claim(
-    *, session: Session, token: str, now_us: int, lease_us: int, limit: int
-) -> list[Claim]:
+def claim(*, session: Session, token: str, now_us: int, lease_us: int, limit: int) -> list[Claim]:
     """Lease up to `limit` unleased (or lease-expired) windows for this token.
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers take disjoint rows
@@ -67,7 +65,9 @@ def claim(
     return [Claim(r.model_id, r.window_start, r.generation) for r in rows]
 
 
-def lock_own_claims(*, session: Session, token: str, claims: Sequence[Claim]) -> dict[tuple[str, int], int]:
+def lock_own_claims(
+    *, session: Session, token: str, claims: Sequence[Claim]
+) -> dict[tuple[str, int], int]:
     """Lock the claims this token still holds; returns their current generations.
 
     A claim whose lease expired and was taken over is not returned: its result is

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import ReadSessionDep
-from app.api.errors import ApiError
+from app.api.errors import NAIVE_TIMESTAMP, query_error
 from app.models import service as model_service
 from app.models.router import ModelId
 from app.windows import service
@@ -17,22 +17,32 @@ from app.windows.schemas import HistoryOut, window_out
 
 router = APIRouter(prefix="/v1/models", tags=["metrics"])
 
-_COLUMNS = (
-    "model_id window_start window_end predictions labeled weight_sum label_coverage "
-    "positive_rate log_loss baseline_log_loss skill log_loss_stderr log_loss_median "
-    "log_loss_p90 expected_log_loss accuracy computed_at"
-).split()
+_COLUMNS = [
+    "model_id",
+    "window_start",
+    "window_end",
+    "predictions",
+    "labeled",
+    "weight_sum",
+    "label_coverage",
+    "positive_rate",
+    "log_loss",
+    "baseline_log_loss",
+    "skill",
+    "log_loss_stderr",
+    "log_loss_median",
+    "log_loss_p90",
+    "expected_log_loss",
+    "accuracy",
+    "computed_at",
+]
 
 
 def _epoch(ts: datetime | None, name: str) -> int | None:
     if ts is None:
         return None
     if ts.tzinfo is None:
-        raise ApiError(
-            422,
-            [{"index": None, "field": name, "location": "query",
-              "message": "timestamp must carry a UTC offset (RFC 3339), e.g. 2026-11-20T10:00:00Z"}],
-        )
+        raise query_error(name, NAIVE_TIMESTAMP)
     # Window starts are whole seconds, so start >= ceil(t) <=> start >= t (likewise end).
     return math.ceil(ts.timestamp())
 
@@ -42,11 +52,7 @@ def _segments(raw: list[str]) -> list[tuple[str, str]]:
     for item in raw:
         key, sep, value = item.partition(":")
         if not sep or not key or not value:
-            raise ApiError(
-                422,
-                [{"index": None, "field": "segment", "location": "query",
-                  "message": f"segment must look like key:value, got {item!r}"}],
-            )
+            raise query_error("segment", f"segment must look like key:value, got {item!r}")
         out.append((key, value))
     return out
 
@@ -64,10 +70,7 @@ def get_metrics(
     model = model_service.require_model(session=session, model_id=model_id)
     start_s, end_s = _epoch(start, "start"), _epoch(end, "end")
     if start_s is not None and end_s is not None and start_s >= end_s:
-        raise ApiError(
-            422,
-            [{"index": None, "field": "end", "location": "query", "message": "end must be after start"}],
-        )
+        raise query_error("end", "end must be after start")
     segments = _segments(segment or [])
     if model_version is None and not segments:
         rows = service.history(session=session, model=model, start=start_s, end=end_s)

@@ -1,0 +1,60 @@
+# The two commands a newcomer runs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute clean
+
+$(BIN)/activate:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lossmon needs Python 3.11+ (found %s)" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Runtime install, redone when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+# Test tools on top.
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+dev: $(VENV)/.installed-test
+
+## make run: set up and serve on http://127.0.0.1:8000 with the embedded SQLite database
+run: $(VENV)/.installed
+	$(BIN)/lossmon serve
+
+## make test: set up, lint, type-check, then the suite on SQLite and PostgreSQL
+test: $(VENV)/.installed-test lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check app tests bench migrations
+	$(BIN)/ruff format --check app tests bench migrations
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy app
+
+migrate: $(VENV)/.installed
+	$(BIN)/lossmon migrate
+
+compute: $(VENV)/.installed
+	$(BIN)/lossmon compute
+
+## Benchmarks (figures, not pass/fail). They need PostgreSQL at LOSSMON_BENCH_PG_URL
+## (default postgresql://postgres@127.0.0.1:5432/postgres).
+bench: bench-ingest bench-compute
+
+bench-ingest: $(VENV)/.installed-test
+	$(PY) bench/ingest.py
+
+bench-compute: $(VENV)/.installed-test
+	$(PY) bench/compute.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
