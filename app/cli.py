@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 
@@ -57,6 +58,108 @@ def _ensure_schema(settings: Settings) -> None:
         raise typer.Exit(3)
 
 
+keys_cli = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+
+
+def _session_factory(settings: Settings) -> Any:
+    from app.db import create_engine_for, make_sessionmaker
+
+    return make_sessionmaker(create_engine_for(settings))
+
+
+@keys_cli.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option(help="ingest | read | admin")],
+    name: Annotated[str, typer.Option(help="who or what uses it")] = "",
+) -> None:
+    """Create a key and print it (shown once; only its hash is stored)."""
+    from app.auth import service as auth_service
+    from app.db import session_scope
+
+    if scope not in auth_service.SCOPES:
+        typer.echo(f"lossmon: --scope must be one of {', '.join(auth_service.SCOPES)}", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    _ensure_schema(settings)
+    with session_scope(_session_factory(settings)) as session:
+        new = auth_service.create_key(
+            session=session,
+            scope=scope,
+            name=name,
+            now=datetime.now(UTC),  # type: ignore[arg-type]
+        )
+    typer.echo(
+        f"created key {new.key_id} (scope {new.scope}); store it now, it is not shown again:",
+        err=True,
+    )
+    typer.echo(new.key)
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List keys (id, scope, name, created, revoked); never the keys themselves."""
+    from app.auth import service as auth_service
+    from app.db import session_scope
+
+    settings = _settings()
+    _ensure_schema(settings)
+    with session_scope(_session_factory(settings)) as session:
+        for k in auth_service.list_keys(session=session):
+            revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
+            typer.echo(f"{k.id}\t{k.scope}\t{k.name or '-'}\t{k.created_at.isoformat()}\t{revoked}")
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the id shown by `keys list`")]) -> None:
+    """Revoke a key: requests with it are refused (401) from now on."""
+    from app.auth import service as auth_service
+    from app.db import session_scope
+
+    settings = _settings()
+    _ensure_schema(settings)
+    with session_scope(_session_factory(settings)) as session:
+        found = auth_service.revoke(session=session, key_id=key_id, now=datetime.now(UTC))
+    if not found:
+        typer.echo(f"lossmon: no key with id {key_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}", err=True)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guard_open_access(settings: Settings, host: str) -> None:
+    """No API key yet: fine on loopback (with a warning), refused anywhere else."""
+    from app.auth import service as auth_service
+    from app.db import session_scope
+
+    with session_scope(_session_factory(settings)) as session:
+        if auth_service.any_active_key(session=session):
+            return
+    if _is_loopback(host):
+        logging.getLogger("lossmon").warning(
+            "no API key exists: the API is open to anyone on this machine. "
+            "Create one with `lossmon keys create --scope admin`."
+        )
+        return
+    typer.echo(
+        f"lossmon: refusing to serve on {host} with no API key: anyone could read and write. "
+        "Create a key first: `lossmon keys create --scope admin --name me` "
+        "(or bind to 127.0.0.1).",
+        err=True,
+    )
+    raise typer.Exit(4)
+
+
 @cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
@@ -74,10 +177,12 @@ def serve(
     settings = _settings()
     _logging(settings)
     _ensure_schema(settings)
+    bind = host or settings.host
+    _guard_open_access(settings, bind)
     app = create_app(settings, run_scheduler=scheduler)
     uvicorn.run(
         app,
-        host=host or settings.host,
+        host=bind,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,

@@ -46,7 +46,18 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
 
+    # Webhooks (alerting). Private/loopback targets are refused unless allowed.
     webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=15, ge=1, le=100)
+    webhook_max_age_s: float = Field(default=86_400.0, gt=0)
+    webhook_backoff_base_s: float = Field(default=2.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=900.0, gt=0)
+    deliver_interval_s: float = Field(default=5.0, gt=0)
+    # Key that encrypts webhook secrets at rest (Fernet, urlsafe base64 of 32 bytes).
+    # Unset: read from (or, the first time, create) `secret_key_file`.
+    secret_key: str | None = None
+    secret_key_file: str = "./lossmon.secret"
     log_level: str = "INFO"
 
     @field_validator("database_url")

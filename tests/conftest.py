@@ -35,7 +35,17 @@ PG_ADMIN_URL = os.environ.get(
     "LOSSMON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_PG = os.environ.get("LOSSMON_REQUIRE_PG") == "1"
-TABLES = ["window_metrics", "dirty_windows", "actuals", "predictions", "models"]
+TABLES = [
+    "api_keys",
+    "webhook_deliveries",
+    "alerts",
+    "monitors",
+    "window_metrics",
+    "dirty_windows",
+    "actuals",
+    "predictions",
+    "models",
+]
 
 _pg_state: dict[str, object] = {"checked": False, "ok": False, "why": "", "ran": 0}
 

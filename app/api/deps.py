@@ -4,11 +4,14 @@ committed when the route returns, rolled back when it raises."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.api.errors import ApiError
+from app.auth import service as auth_service
 from app.config import Settings
 
 
@@ -49,3 +52,43 @@ def get_read_session(request: Request) -> Iterator[Session]:
 
 
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+
+
+_bearer = HTTPBearer(auto_error=False, description="API key: Authorization: Bearer <key>")
+_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+def require_scope(scope: auth_service.Scope) -> Any:
+    """A dependency: the request's key must grant `scope` (admin grants all). With no
+    active key at all the API is open (serve refuses that unless bound to loopback)."""
+
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        factory: sessionmaker[Session] = request.app.state.read_session_factory
+        with factory() as session:
+            if credentials is None:
+                if not auth_service.any_active_key(session=session):
+                    return
+                raise ApiError(
+                    401,
+                    "missing API key: send the header Authorization: Bearer <key> "
+                    "(create one with `lossmon keys create --scope ...`)",
+                    headers=_UNAUTHORIZED,
+                )
+            key = auth_service.lookup(session=session, presented=credentials.credentials)
+            if key is None:
+                raise ApiError(401, "unknown or revoked API key", headers=_UNAUTHORIZED)
+            if not auth_service.allows(key.scope, scope):
+                raise ApiError(
+                    403, f"this API key has scope {key.scope!r}; this call needs {scope!r}"
+                )
+            request.state.api_key_id = key.id
+
+    return Depends(dependency)
+
+
+Ingest = require_scope("ingest")
+Read = require_scope("read")
+Admin = require_scope("admin")

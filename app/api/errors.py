@@ -8,9 +8,11 @@ index 3, field "score".
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -110,6 +112,11 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
     app.add_exception_handler(OperationalError, on_db_unavailable)
     app.add_exception_handler(PoolTimeout, on_db_unavailable)
     app.add_exception_handler(DBAPIError, _db_error_handler(on_db_unavailable))
+    # The bulk paths use the DBAPI cursor directly (app/ingestion/bulk.py,
+    # app/windows/reader.py), so driver errors can arrive unwrapped by SQLAlchemy.
+    app.add_exception_handler(psycopg.OperationalError, on_db_unavailable)
+    app.add_exception_handler(psycopg.InterfaceError, on_db_unavailable)
+    app.add_exception_handler(sqlite3.OperationalError, on_db_unavailable)
 
 
 def _db_error_handler(on_unavailable: Any) -> Any:

@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import Ingest, SessionDep, SettingsDep
 from app.api.errors import ApiError, batch_too_large_message
 from app.ingestion import service
 from app.ingestion.schemas import (
@@ -39,7 +39,10 @@ def _now_us() -> int:
 
 
 @router.post(
-    "/{model_id}/predictions", response_model=IngestPredictionsOut, responses=_BATCH_RESPONSES
+    "/{model_id}/predictions",
+    response_model=IngestPredictionsOut,
+    responses=_BATCH_RESPONSES,
+    dependencies=[Ingest],
 )
 def post_predictions(
     model_id: ModelId, batch: PredictionBatch, session: SessionDep, settings: SettingsDep
@@ -53,7 +56,12 @@ def post_predictions(
     return IngestPredictionsOut(accepted=result.accepted, duplicates=result.duplicates)
 
 
-@router.post("/{model_id}/actuals", response_model=IngestActualsOut, responses=_BATCH_RESPONSES)
+@router.post(
+    "/{model_id}/actuals",
+    response_model=IngestActualsOut,
+    responses=_BATCH_RESPONSES,
+    dependencies=[Ingest],
+)
 def post_actuals(
     model_id: ModelId, batch: ActualBatch, session: SessionDep, settings: SettingsDep
 ) -> IngestActualsOut:

@@ -6,6 +6,7 @@ so they live in the service and report errors in the same index/field/message fo
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -36,7 +37,9 @@ def _rfc3339_string(value: Any) -> Any:
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)]
 Probability = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
 PredictionId = Annotated[str, Field(min_length=1, max_length=256)]
-SegmentKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+SEGMENT_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+SEGMENT_KEY_RE = re.compile(SEGMENT_KEY_PATTERN)
+SegmentKey = Annotated[str, Field(pattern=SEGMENT_KEY_PATTERN)]
 SegmentValue = Annotated[str, Field(min_length=1, max_length=256)]
 
 

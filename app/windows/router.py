@@ -8,8 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import ReadSessionDep
+from app.api.deps import Read, ReadSessionDep
 from app.api.errors import NAIVE_TIMESTAMP, query_error
+from app.ingestion.schemas import SEGMENT_KEY_RE
 from app.models import service as model_service
 from app.models.router import ModelId
 from app.windows import service
@@ -51,13 +52,16 @@ def _segments(raw: list[str]) -> list[tuple[str, str]]:
     out = []
     for item in raw:
         key, sep, value = item.partition(":")
-        if not sep or not key or not value:
-            raise query_error("segment", f"segment must look like key:value, got {item!r}")
+        if not sep or not value or not SEGMENT_KEY_RE.fullmatch(key):
+            raise query_error(
+                "segment",
+                f"segment must look like key:value with key [A-Za-z0-9_.-], got {item!r}",
+            )
         out.append((key, value))
     return out
 
 
-@router.get("/{model_id}/metrics", response_model=HistoryOut)
+@router.get("/{model_id}/metrics", response_model=HistoryOut, dependencies=[Read])
 def get_metrics(
     model_id: ModelId,
     session: ReadSessionDep,

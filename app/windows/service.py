@@ -158,8 +158,13 @@ def compute_pass(
     read_factory: sessionmaker[Session],
     settings: Settings,
     clock: Callable[[], float] = time.time,
+    on_written: Callable[[Session, set[str]], None] | None = None,
 ) -> PassResult:
-    """Compute every dirty window once. Safe to run in several processes at once."""
+    """Compute every dirty window once. Safe to run in several processes at once.
+
+    `on_written(session, model_ids)` runs inside the transaction that writes the new
+    window rows (alerting uses it to flag monitors for evaluation atomically).
+    """
     started = time.perf_counter()
     result = PassResult()
     token = uuid.uuid4().hex
@@ -199,6 +204,9 @@ def compute_pass(
                 and held[(c.model_id, c.window_start)] != c.generation
             ]
             dirty.settle(session=session, token=token, done=done, retry=retry)
+            written = {str(v["model_id"]) for v in values} | {m for m, _ in empty}
+            if on_written is not None and written:
+                on_written(session, written)
         result.computed += len(values) + len(empty)
         result.retried += len(retry)
         result.stale += len(claims) - len(held)
