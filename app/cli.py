@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,12 +26,10 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _logging(settings: Settings) -> dict[str, Any]:
+    from app import logging_config
+
+    return logging_config.configure(settings.log_level, settings.log_format)
 
 
 def _ensure_schema(settings: Settings) -> None:
@@ -175,7 +172,7 @@ def serve(
     from app.main import create_app
 
     settings = _settings()
-    _logging(settings)
+    log_config = _logging(settings)
     _ensure_schema(settings)
     bind = host or settings.host
     _guard_open_access(settings, bind)
@@ -185,6 +182,7 @@ def serve(
         host=bind,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        log_config=log_config,
         timeout_graceful_shutdown=10,
     )
 

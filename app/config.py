@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     secret_key_file: str = "./lossmon.secret"
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
     @field_validator("database_url")
     @classmethod

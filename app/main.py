@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
 from app import migrate
@@ -19,6 +20,11 @@ from app.models import router as models_router
 from app.windows import router as windows_router
 
 log = logging.getLogger(__name__)
+
+
+def _acceptable_request_id(value: str) -> bool:
+    # Any client id is fine as long as it cannot forge or flood a log line.
+    return 0 < len(value) <= 128 and value.isascii() and value.isprintable()
 
 
 def create_app(settings: Settings | None = None, *, run_scheduler: bool = False) -> FastAPI:
@@ -56,6 +62,9 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     app.state.settings = settings
     install_error_handlers(app, max_batch_items=settings.max_batch_items)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost: every log line of a request (ours, uvicorn's) carries its request id,
+    # taken from X-Request-ID when the client sends a valid one, and echoed back.
+    app.add_middleware(CorrelationIdMiddleware, validator=_acceptable_request_id)
     app.include_router(health.router)
     app.include_router(models_router.router)
     app.include_router(ingestion_router.router)
