@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # A claimed window not finished within this many seconds (crashed worker) is claimable again.
     compute_lease_s: float = Field(default=300.0, gt=0)
 
+    # Per API key, e.g. "6000/minute" or "100/second; 5000/minute"; empty disables.
+    rate_limit: str = "6000/minute"
+    # Where counters live: "memory://" (per process) or e.g. "redis://host:6379" to
+    # share one budget across API processes.
+    rate_limit_storage_uri: str = "memory://"
     max_batch_items: int = Field(default=10_000, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
@@ -72,6 +77,20 @@ class Settings(BaseSettings):
             # Plain postgresql:// would pick psycopg2, which we do not ship.
             v = "postgresql+psycopg://" + v.split("://", 1)[1]
         return v
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, v: str) -> str:
+        if v.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(v)
+            except ValueError as exc:
+                raise ValueError(
+                    'LOSSMON_RATE_LIMIT must look like "6000/minute" (or empty to disable)'
+                ) from exc
+        return v.strip()
 
     @field_validator("log_level")
     @classmethod

@@ -10,7 +10,7 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
 from app import migrate
-from app.api import health
+from app.api import health, rate_limit
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
 from app.config import Settings, load_settings
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = rate_limit.from_settings(settings)
     install_error_handlers(app, max_batch_items=settings.max_batch_items)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outermost: every log line of a request (ours, uvicorn's) carries its request id,

@@ -85,6 +85,15 @@ def require_scope(scope: auth_service.Scope) -> Any:
                     403, f"this API key has scope {key.scope!r}; this call needs {scope!r}"
                 )
             request.state.api_key_id = key.id
+        limiter = request.app.state.rate_limiter
+        if limiter is not None:
+            wait = limiter.retry_after(key.id)
+            if wait is not None:
+                raise ApiError(
+                    429,
+                    f"rate limit exceeded for this API key; retry in {wait}s",
+                    headers={"Retry-After": str(wait)},
+                )
 
     return Depends(dependency)
 
