@@ -84,7 +84,7 @@ def keys_create(
             session=session,
             scope=scope,
             name=name,
-            now=datetime.now(UTC),  # type: ignore[arg-type]
+            now=datetime.now(UTC),
         )
     typer.echo(
         f"created key {new.key_id} (scope {new.scope}); store it now, it is not shown again:",
