@@ -42,7 +42,9 @@ def logging_dict(level: str, fmt: str) -> dict[str, Any]:
             },
         }
     else:
-        formatter = {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}
+        formatter = {
+            "format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
+        }
     return {
         "version": 1,
         "disable_existing_loggers": False,
