@@ -227,24 +227,28 @@ def migrate(
 
 @cli.command()
 def compute() -> None:
-    """Run one scheduler tick now (compute dirty windows), then exit."""
+    """Run one scheduler tick now (compute dirty windows, evaluate monitors, send due
+    webhooks), then exit."""
+    from app import jobs
     from app.db import create_engine_for, make_sessionmaker
-    from app.windows import service as window_service
 
     settings = _settings()
     _logging(settings)
     _ensure_schema(settings)
     engine = create_engine_for(settings)
     try:
-        result = window_service.compute_pass(
+        report = jobs.tick(
+            settings=settings,
             factory=make_sessionmaker(engine),
             read_factory=make_sessionmaker(engine, readonly=True),
-            settings=settings,
         )
     finally:
         engine.dispose()
+    c, e, d = report.compute, report.evaluation, report.delivery
     typer.echo(
-        f"computed {result.computed} windows ({result.retried} re-queued) in {result.seconds:.3f}s"
+        f"computed {c.computed} windows ({c.retried} re-queued) in {c.seconds:.3f}s; "
+        f"evaluated {e.evaluated} monitors ({len(e.fired)} fired, {len(e.resolved)} resolved); "
+        f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry"
     )
 
 

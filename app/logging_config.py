@@ -72,6 +72,9 @@ def logging_dict(level: str, fmt: str) -> dict[str, Any]:
             "uvicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
             "uvicorn.access": {"level": level, "handlers": ["stderr"], "propagate": False},
             "apscheduler": {"level": "WARNING"},
+            # httpx logs full request URLs at INFO; webhook URLs may carry tokens.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }
 

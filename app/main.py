@@ -10,6 +10,7 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
 from app import migrate
+from app.alerting import router as alerting_router
 from app.api import health, rate_limit
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
@@ -70,4 +71,5 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     app.include_router(models_router.router)
     app.include_router(ingestion_router.router)
     app.include_router(windows_router.router)
+    app.include_router(alerting_router.router)
     return app

@@ -1,37 +1,37 @@
 """APScheduler wiring: which job runs how often. APScheduler only says *when*; the
-database says *who* (dirty windows are leased, so any number of schedulers may run)."""
+database says *who* (dirty windows, monitors and deliveries are claimed with row locks
+or leases, so any number of schedulers may run against one database)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import jobs
 from app.config import Settings
-from app.windows import service as window_service
 
 log = logging.getLogger(__name__)
 
-# Last successful tick (unix seconds), for /metrics and operators.
-last_tick_at: float | None = None
+# Last successful run of each job (unix seconds), for /metrics and operators.
+last_run_at: dict[str, float] = {}
 
 
-def tick(
-    *, settings: Settings, factory: sessionmaker[Session], read_factory: sessionmaker[Session]
-) -> None:
-    """One scheduler tick: compute dirty windows. A failing tick is logged and retried
-    at the next interval; the dirty marks stay, so nothing is lost."""
-    global last_tick_at
+def _guarded(name: str, job: Callable[..., Any], **kwargs: Any) -> None:
+    """A failing job is logged and retried at its next interval. Its work is still
+    marked in the database (dirty windows, needs_eval, pending deliveries): nothing is lost."""
     try:
-        window_service.compute_pass(factory=factory, read_factory=read_factory, settings=settings)
-        last_tick_at = time.time()
+        job(**kwargs)
+        last_run_at[name] = time.time()
     except Exception:
-        log.exception("compute pass failed; will retry next tick")
+        log.exception("%s job failed; will retry next interval", name)
 
 
 def _configure(
@@ -41,16 +41,28 @@ def _configure(
     factory: sessionmaker[Session],
     read_factory: sessionmaker[Session],
 ) -> BaseScheduler:
+    soon = datetime.now(UTC) + timedelta(seconds=1)
     scheduler.add_job(
-        tick,
+        _guarded,
         "interval",
         seconds=settings.compute_interval_s,
+        args=["compute", jobs.compute_and_evaluate],
         kwargs={"settings": settings, "factory": factory, "read_factory": read_factory},
         id="compute",
         max_instances=1,
         coalesce=True,
-        # First tick right after start rather than a whole interval later.
-        next_run_time=datetime.now(UTC) + timedelta(seconds=1),
+        next_run_time=soon,  # first tick right after start, not a whole interval later
+    )
+    scheduler.add_job(
+        _guarded,
+        "interval",
+        seconds=settings.deliver_interval_s,
+        args=["deliver", jobs.deliver_webhooks],
+        kwargs={"settings": settings, "factory": factory},
+        id="deliver",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=soon,
     )
     return scheduler
 

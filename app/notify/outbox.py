@@ -1,0 +1,60 @@
+"""Writing to the webhook outbox (in the caller's transaction; flush only)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.notify.models import WebhookDelivery
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(when: datetime) -> int:
+    """Aware datetime -> integer microseconds since the epoch (exact, no float rounding)."""
+    if when.tzinfo is None:
+        raise ValueError("naive datetime")
+    return (when - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def serialize(payload: dict[str, Any]) -> str:
+    """The exact body text; computed once so every retry sends identical bytes."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=False, ensure_ascii=False)
+
+
+def enqueue(
+    *,
+    session: Session,
+    alert_id: str,
+    monitor_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+    url: str,
+    secret_enc: str | None,
+    now: datetime,
+) -> WebhookDelivery:
+    delivery = WebhookDelivery(
+        # Also the webhook-id header: receivers dedupe retries on it.
+        id="msg_" + uuid.uuid4().hex,
+        alert_id=alert_id,
+        monitor_id=monitor_id,
+        event_type=event_type,
+        body=serialize(payload),
+        url=url,
+        secret_enc=secret_enc,
+        status="pending",
+        attempts=0,
+        next_attempt_us=to_us(now),
+        created_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery
