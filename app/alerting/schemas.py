@@ -9,6 +9,12 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from app.alerting.rules import Rule
 
+# Standard Webhooks secret: "whsec_" + base64 of 24..64 random bytes. Only this form is
+# accepted so that receivers' standardwebhooks verifiers derive the same key we sign with.
+WEBHOOK_SECRET_PATTERN = (
+    r"^whsec_(?:[A-Za-z0-9+/]{4}){8,22}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+)
+
 
 class MonitorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -24,10 +30,9 @@ class MonitorIn(BaseModel):
     webhook_url: AnyHttpUrl | None = Field(default=None, max_length=2048)
     webhook_secret: str | None = Field(
         default=None,
-        min_length=8,
-        max_length=512,
-        description="Standard Webhooks secret (whsec_...); generated when omitted. "
-        "Returned once, in the creation response.",
+        pattern=WEBHOOK_SECRET_PATTERN,
+        description="Standard Webhooks secret: whsec_ + base64 of 24-64 random bytes; "
+        "generated when omitted. Returned once, in the creation response.",
     )
     enabled: bool = True
 
@@ -42,7 +47,7 @@ class MonitorUpdate(BaseModel):
     min_labeled: int | None = Field(default=None, ge=1)
     for_windows: int | None = Field(default=None, ge=1, le=100)
     webhook_url: AnyHttpUrl | None = Field(default=None, max_length=2048)
-    webhook_secret: str | None = Field(default=None, min_length=8, max_length=512)
+    webhook_secret: str | None = Field(default=None, pattern=WEBHOOK_SECRET_PATTERN)
     enabled: bool | None = None
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import TypeAdapter
 from sqlalchemy import desc, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -30,8 +29,6 @@ from app.notify.models import WebhookDelivery
 from app.windows.models import WindowMetric
 
 log = logging.getLogger(__name__)
-
-RULE = TypeAdapter(rules.Rule)
 
 
 @dataclass
@@ -213,8 +210,7 @@ def _recent_windows(session: Session, monitor: Monitor, count: int) -> list[Wind
 def _reference(session: Session, monitor: Monitor, rule: Any) -> rules.Reference | None:
     if not isinstance(rule, rules.RelativeToReference):
         return None
-    start = int(rule.reference_start.timestamp())
-    end = int(rule.reference_end.timestamp())
+    start, end = rules.reference_range(rule)
     rows = session.scalars(
         select(WindowMetric).where(
             WindowMetric.model_id == monitor.model_id,
@@ -258,7 +254,7 @@ def _notify(session: Session, monitor: Monitor, alert: Alert, kind: str, now: da
 
 def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> rules.Verdict:
     """Evaluate one (locked) monitor; write any transition with its outbox row."""
-    rule = RULE.validate_python(monitor.rule)
+    rule = rules.parse_rule(monitor.rule)
     rows = _recent_windows(session, monitor, rules.lookback(rule, monitor.for_windows))
     by_start = {r.window_start: r for r in rows}
     verdict = rules.evaluate(
