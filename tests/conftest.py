@@ -62,7 +62,8 @@ def _pg_available() -> bool:
 
 
 def _worker_db_name(worker_id: str) -> str:
-    return f"lossmon_test_{worker_id}".replace("-", "_")
+    # Unique per pytest process, so two runs on one server never share a database.
+    return f"lossmon_test_{worker_id}_{os.getpid()}".replace("-", "_")
 
 
 def _pg_url_for(dbname: str) -> str:
@@ -205,6 +206,7 @@ def start_server(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=tmp_path,  # anything the server writes next to itself stays out of the repo
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -20,12 +20,13 @@ from app.alerting.schemas import (
     MonitorOut,
     MonitorUpdate,
 )
+from app.api import responses
 from app.api.deps import Admin, Read, ReadSessionDep, SessionDep, SettingsDep
 from app.models import service as model_service
 from app.models.router import ModelId
 from app.notify.models import WebhookDelivery
 
-router = APIRouter(tags=["alerting"])
+router = APIRouter(tags=["alerting"], responses={**responses.COMMON, **responses.NOT_FOUND})
 
 MonitorId = Annotated[str, Path(max_length=40)]
 
@@ -85,7 +86,7 @@ def delivery_out(d: WebhookDelivery) -> DeliveryOut:
     "/v1/models/{model_id}/monitors",
     response_model=MonitorCreated,
     status_code=201,
-    responses={409: {"description": "a monitor with that name exists"}},
+    responses={**responses.BODY, **responses.CONFLICT},
     dependencies=[Admin],
 )
 def create_monitor(
@@ -117,7 +118,10 @@ def get_monitor(model_id: ModelId, monitor_id: MonitorId, session: ReadSessionDe
 
 
 @router.put(
-    "/v1/models/{model_id}/monitors/{monitor_id}", response_model=MonitorOut, dependencies=[Admin]
+    "/v1/models/{model_id}/monitors/{monitor_id}",
+    response_model=MonitorOut,
+    dependencies=[Admin],
+    responses={**responses.BODY, **responses.CONFLICT},
 )
 def update_monitor(
     model_id: ModelId,

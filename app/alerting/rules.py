@@ -22,7 +22,9 @@ from functools import lru_cache
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from app.api.json_types import Timestamp, TrendWindows
 
 if TYPE_CHECKING:
     from app.metrics.window import WindowStats
@@ -121,11 +123,19 @@ _ALPHA_DESCRIPTION = (
 )
 
 
+def _type_is_required(schema: dict[str, Any]) -> None:
+    # The discriminated union needs `type` in every API body (the Python default only
+    # serves direct construction), so the published schema must say it is required.
+    required = schema.setdefault("required", [])
+    if "type" not in required:
+        required.insert(0, "type")
+
+
 class _RuleBase(BaseModel):
     # Rule bodies come from API clients and are stored verbatim as JSON: unknown keys
     # are rejected (a typo like "treshold" must not silently fall back to a default) and
     # a parsed rule is immutable so it can be shared safely.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_type_is_required)
 
 
 class LogLossAbove(_RuleBase):
@@ -134,6 +144,7 @@ class LogLossAbove(_RuleBase):
     type: Literal["log_loss_above"] = "log_loss_above"
     threshold: float = Field(
         gt=0.0,
+        strict=True,
         allow_inf_nan=False,
         description="Holds when the window's log loss (nats) is strictly above this.",
     )
@@ -145,6 +156,7 @@ class SkillBelow(_RuleBase):
     type: Literal["skill_below"] = "skill_below"
     threshold: float = Field(
         le=1.0,
+        strict=True,
         allow_inf_nan=False,
         description=(
             "Holds when skill = 1 − log loss / naive-baseline log loss is strictly below "
@@ -162,26 +174,24 @@ class Trend(_RuleBase):
     """
 
     type: Literal["trend"] = "trend"
-    windows: int = Field(
+    windows: TrendWindows = Field(
         default=6,
-        ge=3,
-        le=200,
         description=(
             "K: number of most recent evaluated windows the slope is fitted on (>= 3 so "
             "that the residual scatter can be estimated)."
         ),
     )
-    alpha: float = Field(default=0.01, gt=0.0, lt=0.5, description=_ALPHA_DESCRIPTION)
+    alpha: float = Field(default=0.01, gt=0.0, lt=0.5, strict=True, description=_ALPHA_DESCRIPTION)
 
 
 class RelativeToReference(_RuleBase):
     """Log loss exceeds the reference period's by more than ``max_increase``, significantly."""
 
     type: Literal["relative_to_reference"] = "relative_to_reference"
-    reference_start: AwareDatetime = Field(
+    reference_start: Timestamp = Field(
         description="Start of the reference period (inclusive), with a UTC offset."
     )
-    reference_end: AwareDatetime = Field(
+    reference_end: Timestamp = Field(
         description=(
             "End of the reference period (exclusive), with a UTC offset. Windows whose "
             "start lies in [reference_start, reference_end) form the reference."
@@ -191,13 +201,14 @@ class RelativeToReference(_RuleBase):
         default=0.1,
         ge=0.0,
         le=100.0,
+        strict=True,
         allow_inf_nan=False,
         description=(
             "Tolerated relative increase: holds when log loss > (1 + max_increase) × "
             "reference log loss with significance (0.1 = 10% worse)."
         ),
     )
-    alpha: float = Field(default=0.01, gt=0.0, lt=0.5, description=_ALPHA_DESCRIPTION)
+    alpha: float = Field(default=0.01, gt=0.0, lt=0.5, strict=True, description=_ALPHA_DESCRIPTION)
 
     @model_validator(mode="after")
     def _period_not_empty(self) -> RelativeToReference:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool
 
 from app.alerting.rules import Rule
+from app.api.json_types import NameText, PositiveInt, WindowCount
+
+WebhookUrl = Annotated[
+    AnyHttpUrl,
+    Field(
+        max_length=2048,
+        # IRI, not URI: internationalised host names are accepted (sent as punycode).
+        json_schema_extra={"pattern": "^https?://", "format": "iri"},
+        description="http(s) URL of a public host (private/loopback refused unless "
+        "LOSSMON_WEBHOOK_ALLOW_PRIVATE)",
+    ),
+]
 
 # Standard Webhooks secret: "whsec_" + base64 of 24..64 random bytes. Only this form is
 # accepted so that receivers' standardwebhooks verifiers derive the same key we sign with.
@@ -19,22 +31,22 @@ WEBHOOK_SECRET_PATTERN = (
 class MonitorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, description="unique per model")
+    name: NameText = Field(description="unique per model")
     rule: Rule
-    min_labeled: int = Field(
-        default=200, ge=1, description="windows with fewer labeled rows are not evaluated"
+    min_labeled: PositiveInt = Field(
+        default=200, description="windows with fewer labeled rows are not evaluated"
     )
-    for_windows: int = Field(
-        default=1, ge=1, le=100, description="consecutive evaluated windows before firing"
+    for_windows: WindowCount = Field(
+        default=1, description="consecutive evaluated windows before firing"
     )
-    webhook_url: AnyHttpUrl | None = Field(default=None, max_length=2048)
+    webhook_url: WebhookUrl | None = None
     webhook_secret: str | None = Field(
         default=None,
         pattern=WEBHOOK_SECRET_PATTERN,
         description="Standard Webhooks secret: whsec_ + base64 of 24-64 random bytes; "
         "generated when omitted. Returned once, in the creation response.",
     )
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class MonitorUpdate(BaseModel):
@@ -42,13 +54,13 @@ class MonitorUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: NameText | None = None
     rule: Rule | None = None
-    min_labeled: int | None = Field(default=None, ge=1)
-    for_windows: int | None = Field(default=None, ge=1, le=100)
-    webhook_url: AnyHttpUrl | None = Field(default=None, max_length=2048)
+    min_labeled: PositiveInt | None = None
+    for_windows: WindowCount | None = None
+    webhook_url: WebhookUrl | None = None
     webhook_secret: str | None = Field(default=None, pattern=WEBHOOK_SECRET_PATTERN)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class MonitorOut(BaseModel):

@@ -50,6 +50,11 @@ def _check_webhook(url: str | None, settings: Settings) -> None:
         return
     try:
         ssrf.check_url(url, allow_private=settings.webhook_allow_private)
+    except ssrf.UnresolvableWebhookURL:
+        # Not (yet) in DNS is not an SSRF risk by itself; the send-time check resolves
+        # again, refuses private addresses and pins the one it checked.
+        log.warning("webhook host does not resolve yet; it is checked again at send time")
+        return
     except ssrf.UnsafeWebhookURL as exc:
         raise ApiError(422, [{"index": None, "field": "webhook_url", "message": str(exc)}]) from exc
 

@@ -8,6 +8,7 @@ index 3, field "score".
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -63,6 +64,10 @@ def _convert(err: dict[str, Any]) -> dict[str, Any]:
         field = ".".join(str(p) for p in loc[3:]) or "item"
         return item_error(loc[2], field, message)
     where = loc[0] if loc else "body"
+    if where in ("query", "path", "header") and len(loc) >= 2:
+        # Repeated query parameters: name the parameter, point at the bad occurrence.
+        index = loc[2] if len(loc) >= 3 and isinstance(loc[2], int) else None
+        return {"index": index, "field": str(loc[1]), "location": where, "message": message}
     rest = [str(p) for p in loc[1:]]
     field = ".".join(rest) if rest else str(where)
     return {"index": None, "field": field, "location": where, "message": message}
@@ -91,11 +96,12 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
         )
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"detail": exc.detail},
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette lists only the first matching route's methods; a path served by
+            # several routes (GET and PUT) must list them all.
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     async def on_db_unavailable(request: Request, exc: Exception) -> JSONResponse:
         # The transaction was rolled back by the session dependency: nothing was stored.
@@ -127,6 +133,19 @@ def _db_error_handler(on_unavailable: Any) -> Any:
         return JSONResponse({"detail": "internal database error"}, status_code=500)
 
     return handler
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = []
+        for template, ops in app.openapi()["paths"].items():
+            regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            table.append((re.compile(f"^{regex}$"), sorted(m.upper() for m in ops)))
+        app.state.allowed_methods = table
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
 
 
 def batch_too_large(count: int, cap: int) -> JSONResponse:

@@ -1,5 +1,8 @@
 """Dialect-specific bulk statements for the ingest path.
 
+Array parameters go as %b (binary): psycopg then skips per-element text quoting, which
+cost more than the INSERT itself (bench/ingest.py).
+
 Why hand-written SQL: SQLAlchemy's executemany/insertmanyvalues builds a multi-VALUES
 statement per page of rows; PostgreSQL's `INSERT ... SELECT FROM unnest(arrays)` sends
 one statement with one array per column (measured in bench/ingest.py). On SQLite,
@@ -56,8 +59,8 @@ def insert_predictions(
                 INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
                                          model_version, segments, received_us)
                 SELECT %s, u.pid, u.ts, u.ws, u.score, u.mv, u.seg::json, %s
-                FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::float8[],
-                            %s::text[], %s::text[]) AS u(pid, ts, ws, score, mv, seg)
+                FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::float8[],
+                            %b::text[], %b::text[]) AS u(pid, ts, ws, score, mv, seg)
                 ON CONFLICT (model_id, prediction_id) DO NOTHING
                 RETURNING window_start
                 """,
@@ -113,7 +116,7 @@ def find_predictions(
         if is_postgres(session):
             cur.execute(
                 "SELECT prediction_id, window_start FROM predictions "
-                "WHERE model_id = %s AND prediction_id = ANY(%s::text[])",
+                "WHERE model_id = %s AND prediction_id = ANY(%b::text[])",
                 (model_id, list(prediction_ids)),
             )
         else:
@@ -137,7 +140,7 @@ def upsert_actuals(*, session: Session, model_id: str, rows: ActualRows, receive
                 INSERT INTO actuals (model_id, prediction_id, label, weight, ts_us,
                                      received_us, pending)
                 SELECT %s, u.pid, u.label, u.weight, u.ts, %s, u.pending
-                FROM unnest(%s::text[], %s::int[], %s::float8[], %s::bigint[], %s::bool[])
+                FROM unnest(%b::text[], %b::int[], %b::float8[], %b::bigint[], %b::bool[])
                      AS u(pid, label, weight, ts, pending)
                 ON CONFLICT (model_id, prediction_id) DO UPDATE SET
                     label = EXCLUDED.label, weight = EXCLUDED.weight, ts_us = EXCLUDED.ts_us,

@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter
 
+from app.api import responses
 from app.api.deps import Ingest, SessionDep, SettingsDep
 from app.api.errors import ApiError, batch_too_large_message
 from app.ingestion import service
@@ -18,15 +19,9 @@ from app.ingestion.schemas import (
 from app.models import service as model_service
 from app.models.router import ModelId
 
-router = APIRouter(prefix="/v1/models", tags=["ingestion"])
+router = APIRouter(prefix="/v1/models", tags=["ingestion"], responses=responses.COMMON)
 
-_BATCH_RESPONSES: dict[int | str, dict[str, str]] = {
-    400: {"description": "malformed JSON"},
-    404: {"description": "unknown model (the message says how to register it)"},
-    413: {"description": "batch or body too large"},
-    422: {"description": "validation: detail is a list of {index, field, message}; nothing stored"},
-    503: {"description": "database unavailable; nothing stored, safe to retry"},
-}
+_BATCH_RESPONSES = {**responses.BODY, **responses.NOT_FOUND}
 
 
 def _check_batch(count: int, cap: int) -> None:

@@ -8,39 +8,56 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
-    StrictStr,
     field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
+
+from app.api.json_types import (
+    NO_NUL,
+    PredictionIdText,
+    SegmentValueText,
+    Timestamp,
+    VersionText,
+    ZeroOrOne,
 )
 
 MAX_SEGMENTS = 16
 
 
-def _rfc3339_string(value: Any) -> Any:
-    # Pydantic would take a bare number as unix time; the contract says RFC 3339 strings.
-    if not isinstance(value, str):
-        raise ValueError(
-            "timestamp must be an RFC 3339 string with an offset, e.g. 2026-11-20T10:00:00Z"
-        )
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)]
 Probability = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
-PredictionId = Annotated[str, Field(min_length=1, max_length=256)]
+PredictionId = PredictionIdText
 SEGMENT_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 SEGMENT_KEY_RE = re.compile(SEGMENT_KEY_PATTERN)
 SegmentKey = Annotated[str, Field(pattern=SEGMENT_KEY_PATTERN)]
-SegmentValue = Annotated[str, Field(min_length=1, max_length=256)]
+SegmentValue = SegmentValueText
+
+# Pydantic renders constrained keys as patternProperties but leaves other keys open;
+# say exactly what is accepted.
+Segments = Annotated[
+    dict[SegmentKey, SegmentValue],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_SEGMENTS,
+            "patternProperties": {
+                SEGMENT_KEY_PATTERN: {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 256,
+                    "pattern": NO_NUL,
+                }
+            },
+            "additionalProperties": False,
+        }
+    ),
+]
 
 
 class PredictionIn(BaseModel):
@@ -50,10 +67,11 @@ class PredictionIn(BaseModel):
     timestamp: Timestamp | None = Field(
         default=None, description="event time; default: time received"
     )
-    score: Probability | None = Field(default=None, description="binary: P(positive class)")
-    probabilities: dict[str, Probability] | None = Field(default=None, description="multiclass")
-    model_version: str = Field(default="", max_length=128)
-    segments: dict[SegmentKey, SegmentValue] | None = Field(
+    score: Probability = Field(description="binary: P(positive class), in [0, 1]")
+    # Multiclass is not yet supported; accepted here only to answer with a clear message.
+    probabilities: SkipJsonSchema[dict[str, Probability] | None] = None
+    model_version: VersionText = ""
+    segments: Segments | None = Field(
         default=None, description="string -> string, at most 16 keys; keys [A-Za-z0-9_.-]{1,64}"
     )
 
@@ -76,11 +94,8 @@ class IngestPredictionsOut(BaseModel):
     duplicates: int = Field(description="prediction_id already stored (or repeated in the batch)")
 
 
-# Strict members: "1" or 1.0 are not silently taken for a binary label.
-Label = Annotated[
-    StrictBool | StrictInt | StrictStr,
-    Field(description="binary: 0/1 or true/false; multiclass: a class name"),
-]
+# Strict: "1" or 1.0 are not silently taken for a binary label.
+Label = Annotated[StrictBool | ZeroOrOne, Field(description="0/1 or true/false")]
 
 
 class ActualIn(BaseModel):
@@ -89,7 +104,14 @@ class ActualIn(BaseModel):
     prediction_id: PredictionId
     label: Label
     timestamp: Timestamp | None = None
-    weight: float = Field(default=1.0, gt=0.0, allow_inf_nan=False, strict=True)
+    weight: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1e9,
+        allow_inf_nan=False,
+        strict=True,
+        description="sample weight, > 0 (at most 1e9 so sums stay exact enough)",
+    )
 
 
 class ActualBatch(BaseModel):

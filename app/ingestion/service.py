@@ -39,11 +39,26 @@ def window_start_of(ts_us: int, window_seconds: int) -> int:
     return (ts_us // 1_000_000) // window_seconds * window_seconds
 
 
+def _segments_json(items: Sequence[PredictionIn]) -> list[str | None]:
+    """JSON text per row; a serving system sends few distinct segment sets, so encode
+    each distinct one once."""
+    cache: dict[tuple[tuple[str, str], ...], str] = {}
+    out: list[str | None] = []
+    for item in items:
+        if not item.segments:
+            out.append(None)
+            continue
+        key = tuple(sorted(item.segments.items()))
+        text = cache.get(key)
+        if text is None:
+            text = cache[key] = json.dumps(dict(key))
+        out.append(text)
+    return out
+
+
 def _check_binary_predictions(items: Sequence[PredictionIn]) -> list[dict[str, Any]]:
     errors = []
     for i, item in enumerate(items):
-        if item.score is None:
-            errors.append(item_error(i, "score", "binary models need score, P(positive class)"))
         if item.probabilities is not None:
             errors.append(
                 item_error(i, "probabilities", "probabilities is for multiclass models; send score")
@@ -69,7 +84,7 @@ def ingest_predictions(
         window_starts=[window_start_of(t, model.window_seconds) for t in ts],
         scores=[p.score for p in ordered],
         model_versions=[p.model_version for p in ordered],
-        segments=[json.dumps(p.segments, sort_keys=True) if p.segments else None for p in ordered],
+        segments=_segments_json(ordered),
     )
     accepted, windows = bulk.insert_predictions(
         session=session, model_id=model.id, rows=rows, received_us=now_us
@@ -78,12 +93,8 @@ def ingest_predictions(
     return PredictionResult(accepted=accepted, duplicates=len(items) - accepted)
 
 
-def _binary_label(value: bool | int | str) -> int | None:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int) and value in (0, 1):
-        return value
-    return None
+def _binary_label(value: bool | int) -> int | None:
+    return int(value) if value in (0, 1) else None
 
 
 def ingest_actuals(

@@ -47,7 +47,7 @@ def read_joined(
     params: list[object] = [model_id]
     if window_starts is not None:
         if pg:
-            sql.append("AND p.window_start = ANY(%s::bigint[])")
+            sql.append("AND p.window_start = ANY(%b::bigint[])")
             params.append([int(w) for w in window_starts])
         else:
             sql.append("AND p.window_start IN (SELECT value FROM json_each(?))")

@@ -7,16 +7,23 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import StringConstraints
 
+from app.api import responses
 from app.api.deps import Read, ReadSessionDep
-from app.api.errors import NAIVE_TIMESTAMP, query_error
-from app.ingestion.schemas import SEGMENT_KEY_RE
+from app.api.errors import query_error
+from app.api.json_types import VersionText
+from app.ingestion.schemas import SEGMENT_KEY_RE, Timestamp
 from app.models import service as model_service
 from app.models.router import ModelId
 from app.windows import service
 from app.windows.schemas import HistoryOut, window_out
 
-router = APIRouter(prefix="/v1/models", tags=["metrics"])
+SegmentFilter = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}:[^\x00]+$", max_length=400)
+]
+
+router = APIRouter(prefix="/v1/models", tags=["metrics"], responses=responses.COMMON)
 
 _COLUMNS = [
     "model_id",
@@ -39,11 +46,9 @@ _COLUMNS = [
 ]
 
 
-def _epoch(ts: datetime | None, name: str) -> int | None:
+def _epoch(ts: datetime | None) -> int | None:
     if ts is None:
         return None
-    if ts.tzinfo is None:
-        raise query_error(name, NAIVE_TIMESTAMP)
     # Window starts are whole seconds, so start >= ceil(t) <=> start >= t (likewise end).
     return math.ceil(ts.timestamp())
 
@@ -61,22 +66,32 @@ def _segments(raw: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-@router.get("/{model_id}/metrics", response_model=HistoryOut, dependencies=[Read])
+@router.get(
+    "/{model_id}/metrics",
+    response_model=HistoryOut,
+    dependencies=[Read],
+    responses=responses.NOT_FOUND,
+)
 def get_metrics(
     model_id: ModelId,
     session: ReadSessionDep,
-    start: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,
-    end: Annotated[datetime | None, Query(description="RFC 3339, exclusive")] = None,
-    model_version: Annotated[str | None, Query(max_length=128)] = None,
-    segment: Annotated[list[str] | None, Query(description="key:value, repeatable (AND)")] = None,
+    start: Annotated[Timestamp | None, Query(description="RFC 3339, inclusive")] = None,
+    end: Annotated[Timestamp | None, Query(description="RFC 3339, exclusive")] = None,
+    model_version: Annotated[VersionText | None, Query()] = None,
+    segment: Annotated[
+        list[SegmentFilter] | None, Query(description="key:value, repeatable (AND)")
+    ] = None,
 ) -> HistoryOut:
-    """Windows whose start is in [start, end), oldest first."""
+    """Windows whose start is in [start, end), oldest first (none when end <= start).
+
+    With model_version and/or segment filters the same fields are computed on demand
+    over the matching predictions only."""
     model = model_service.require_model(session=session, model_id=model_id)
-    start_s, end_s = _epoch(start, "start"), _epoch(end, "end")
-    if start_s is not None and end_s is not None and start_s >= end_s:
-        raise query_error("end", "end must be after start")
+    start_s, end_s = _epoch(start), _epoch(end)
     segments = _segments(segment or [])
-    if model_version is None and not segments:
+    if start_s is not None and end_s is not None and start_s >= end_s:
+        values: list[dict[str, object]] = []  # an empty range holds no window
+    elif model_version is None and not segments:
         rows = service.history(session=session, model=model, start=start_s, end=end_s)
         values = [{c: getattr(r, c) for c in _COLUMNS} for r in rows]
     else:

@@ -202,7 +202,7 @@ def test_default_batch_cap_is_10000(client: TestClient, db: Db, model: str) -> N
 BAD_ACTUALS: list[tuple[str, Any]] = [
     ("label 2", {"prediction_id": "a", "label": 2}),
     ("label -1", {"prediction_id": "a", "label": -1}),
-    ("label float", {"prediction_id": "a", "label": 1.0}),
+    ("label fractional", {"prediction_id": "a", "label": 0.5}),
     ("label string", {"prediction_id": "a", "label": "1"}),
     ("label missing", {"prediction_id": "a"}),
     ("weight zero", {"prediction_id": "a", "label": 1, "weight": 0}),
