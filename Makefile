@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute clean
+.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute bench-alerts clean soak
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lossmon needs Python 3.11+ (found %s)" % sys.version.split()[0])'
@@ -40,6 +40,11 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy app
 
+## make soak: the reliability soak tests in their large form (kills, PostgreSQL restart,
+## 2 APIs + 2 workers); one at a time, figures printed. Sizes: SOAK_* variables.
+soak: $(VENV)/.installed-test
+	SOAK_KILLS_PER_DB=$${SOAK_KILLS_PER_DB:-150} $(BIN)/pytest -m soak -s -p no:xdist tests/soak
+
 migrate: $(VENV)/.installed
 	$(BIN)/lossmon migrate
 
@@ -48,13 +53,16 @@ compute: $(VENV)/.installed
 
 ## Benchmarks (figures, not pass/fail). They need PostgreSQL at LOSSMON_BENCH_PG_URL
 ## (default postgresql://postgres@127.0.0.1:5432/postgres).
-bench: bench-ingest bench-compute
+bench: bench-ingest bench-compute bench-alerts
 
 bench-ingest: $(VENV)/.installed-test
 	$(PY) bench/ingest.py
 
 bench-compute: $(VENV)/.installed-test
 	$(PY) bench/compute.py
+
+bench-alerts: $(VENV)/.installed-test
+	$(PY) bench/alerts.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

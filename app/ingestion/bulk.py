@@ -21,6 +21,18 @@ from sqlalchemy.orm import Session
 
 from app.db import is_postgres
 
+# Parameters: model_id, received_us, then one array per column (bench/ingest.py runs
+# this same statement through psycopg as its reference).
+PG_INSERT_PREDICTIONS = """
+INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
+                         model_version, segments, received_us)
+SELECT %s, u.pid, u.ts, u.ws, u.score, u.mv, u.seg::json, %s
+FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::float8[],
+            %b::text[], %b::text[]) AS u(pid, ts, ws, score, mv, seg)
+ON CONFLICT (model_id, prediction_id) DO NOTHING
+RETURNING window_start
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class PredictionRows:
@@ -55,15 +67,7 @@ def insert_predictions(
     try:
         if is_postgres(session):
             cur.execute(
-                """
-                INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
-                                         model_version, segments, received_us)
-                SELECT %s, u.pid, u.ts, u.ws, u.score, u.mv, u.seg::json, %s
-                FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::float8[],
-                            %b::text[], %b::text[]) AS u(pid, ts, ws, score, mv, seg)
-                ON CONFLICT (model_id, prediction_id) DO NOTHING
-                RETURNING window_start
-                """,
+                PG_INSERT_PREDICTIONS,
                 (
                     model_id,
                     received_us,

@@ -1,0 +1,217 @@
+"""Shared plumbing of the benchmark scripts (not a test helper; nothing here asserts).
+
+Run the scripts as files (`.venv/bin/python bench/ingest.py`): this module is imported
+from the script's own directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+ADMIN_URL = os.environ.get("LOSSMON_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    pg_url: str  # for psycopg.connect
+    sa_url: str  # for SQLAlchemy / LOSSMON_DATABASE_URL
+
+
+def _database(name: str) -> Database:
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    pg_url = f"{base}/{name}"
+    sa_url = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    return Database(name=name, pg_url=pg_url, sa_url=sa_url)
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def fresh_database(name: str) -> Iterator[Database]:
+    """A new, migrated database, dropped on exit (also on error or Ctrl-C)."""
+    from app import migrate
+
+    drop_database(name)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        db = _database(name)
+        migrate.upgrade(db.sa_url)
+        yield db
+    finally:
+        drop_database(name)
+
+
+def checkpoint(db: Database) -> None:
+    """Flush dirty buffers so one phase does not pay for the previous phase's writes."""
+    with psycopg.connect(db.pg_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+def start_server(
+    database_url: str, log_path: Path, extra_env: dict[str, str] | None = None
+) -> Server:
+    """A real `lossmon serve --no-scheduler` (uvicorn) on a free loopback port."""
+    port = free_port()
+    env = {**os.environ, "LOSSMON_DATABASE_URL": database_url, **(extra_env or {})}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-scheduler",
+            ],
+            env=env,
+            cwd=REPO_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return Server(url, proc, log_path)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    stop_server(Server(url, proc, log_path))
+    raise RuntimeError(f"server did not start: {log_path.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is not None:
+        return
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, from /proc (0.0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def postgres_cpu_seconds() -> float:
+    """utime + stime summed over every running `postgres` process on this machine.
+
+    Includes any other activity on the server (and misses backends that exited), so it
+    is an indication of where the CPU went, not an exact account.
+    """
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        if comm.startswith("postgres"):
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return total
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 100]) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, round(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def machine_info() -> dict[str, object]:
+    pg_version = ""
+    try:
+        with psycopg.connect(ADMIN_URL) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            pg_version = str(row[0]) if row else ""
+    except psycopg.Error:
+        pass
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "postgresql": pg_version,
+    }
+
+
+def load_average() -> float:
+    """1-minute load average: anything well above 0 before a run means a noisy neighbour."""
+    return os.getloadavg()[0]
+
+
+def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    vwidth = max(len(v) for _, v in rows)
+    line = "-" * (width + vwidth + 3)
+    print()
+    print(title)
+    print(line)
+    for key, value in rows:
+        print(f"{key:<{width}} | {value:>{vwidth}}")
+    print(line)
+
+
+def write_results(name: str, data: dict[str, object]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return path
