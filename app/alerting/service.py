@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import desc, select, update
@@ -26,7 +26,9 @@ from app.api.errors import ApiError
 from app.config import Settings
 from app.notify import outbox, secrets, signing, ssrf
 from app.notify.models import WebhookDelivery
+from app.windows import service as window_service
 from app.windows.models import WindowMetric
+from app.windows.schemas import window_out
 
 log = logging.getLogger(__name__)
 
@@ -161,29 +163,8 @@ def mark_models_changed(*, session: Session, model_ids: Iterable[str]) -> None:
 
 
 def window_payload(row: WindowMetric) -> dict[str, Any]:
-    """The metric window as the API reports it (the `window` of the webhook)."""
-
-    def ts(epoch: int) -> str:
-        return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
-
-    return {
-        "start": ts(row.window_start),
-        "end": ts(row.window_end),
-        "predictions": row.predictions,
-        "labeled": row.labeled,
-        "label_coverage": row.label_coverage,
-        "weight_sum": row.weight_sum,
-        "positive_rate": row.positive_rate,
-        "log_loss": row.log_loss,
-        "baseline_log_loss": row.baseline_log_loss,
-        "skill": row.skill,
-        "log_loss_stderr": row.log_loss_stderr,
-        "log_loss_median": row.log_loss_median,
-        "log_loss_p90": row.log_loss_p90,
-        "expected_log_loss": row.expected_log_loss,
-        "accuracy": row.accuracy,
-        "computed_at": row.computed_at.isoformat().replace("+00:00", "Z"),
-    }
+    """The metric window exactly as GET .../metrics reports it (the webhook's `window`)."""
+    return window_out(window_service.row_values(row)).model_dump(mode="json")
 
 
 def _point(row: WindowMetric) -> rules.WindowPoint:

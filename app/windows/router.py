@@ -25,26 +25,6 @@ SegmentFilter = Annotated[
 
 router = APIRouter(prefix="/v1/models", tags=["metrics"], responses=responses.COMMON)
 
-_COLUMNS = [
-    "model_id",
-    "window_start",
-    "window_end",
-    "predictions",
-    "labeled",
-    "weight_sum",
-    "label_coverage",
-    "positive_rate",
-    "log_loss",
-    "baseline_log_loss",
-    "skill",
-    "log_loss_stderr",
-    "log_loss_median",
-    "log_loss_p90",
-    "expected_log_loss",
-    "accuracy",
-    "computed_at",
-]
-
 
 def _epoch(ts: datetime | None) -> int | None:
     if ts is None:
@@ -93,7 +73,7 @@ def get_metrics(
         values: list[dict[str, object]] = []  # an empty range holds no window
     elif model_version is None and not segments:
         rows = service.history(session=session, model=model, start=start_s, end=end_s)
-        values = [{c: getattr(r, c) for c in _COLUMNS} for r in rows]
+        values = [service.row_values(r) for r in rows]
     else:
         values = service.filtered_history(
             session=session,

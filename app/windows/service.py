@@ -223,6 +223,11 @@ def compute_pass(
     return result
 
 
+def row_values(row: WindowMetric) -> dict[str, object]:
+    """A stored window as the same dict metric_values() builds."""
+    return {c.name: getattr(row, c.name) for c in WindowMetric.__table__.columns}
+
+
 def history(
     *,
     session: Session,
