@@ -230,8 +230,6 @@ def test_postgres_restart_under_load(
     hard_deadline = started + RESTARTS * (DOWN_S + RECOVER_WITHIN_S + 30) + 60
     server = spawn_serve(pg_db.url, tmp_path)
     pid = server.process.pid
-    r = httpx.put(f"{server.url}/v1/models/{MODEL}", json={"window": "1h"}, timeout=30)
-    assert r.status_code == 200, r.text
     load = Load(server.url)
     probe = ReadyProbe(server.url)
     threads = [
@@ -241,6 +239,8 @@ def test_postgres_restart_under_load(
     threads.append(threading.Thread(target=probe.run, args=(hard_deadline,), daemon=True))
     cycles: list[dict[str, Any]] = []
     try:
+        r = httpx.put(f"{server.url}/v1/models/{MODEL}", json={"window": "1h"}, timeout=30)
+        assert r.status_code == 200, r.text
         for t in threads:
             t.start()
         time.sleep(2)  # steady load first
@@ -252,22 +252,26 @@ def test_postgres_restart_under_load(
             t_down = time.monotonic()
             cycle["stop_command_s"] = round(t_down - t_stop, 2)
             time.sleep(DOWN_S)
+            t_start = time.monotonic()
             done = _pg_ctl(cluster, "start")
             assert done.returncode == 0, done.stdout + done.stderr
             t_up = time.monotonic()
+            cycle["start_command_s"] = round(t_up - t_start, 2)
             assert _pg_ready(60)
             ok_at = None
-            while time.monotonic() < t_up + RECOVER_WITHIN_S + 5:
-                ok_at = load.first_ok_after(t_up)
+            while time.monotonic() < t_start + RECOVER_WITHIN_S + 5:
+                ok_at = load.first_ok_after(t_start)
                 if ok_at is not None:
                     break
                 time.sleep(0.05)
             time.sleep(2)  # steady load again (and time for the readiness probe)
             not_ready = probe.first(503, t_stop)
-            ready_again = probe.first(200, t_up)
+            ready_again = probe.first(200, t_start)
             cycle["readyz_503_after_stop_s"] = _since(not_ready, t_stop)
-            cycle["readyz_200_after_start_s"] = _since(ready_again, t_up)
-            cycle["recovery_s"] = _since(ok_at, t_up)  # first 200 after PostgreSQL is up
+            # Measured from the start command: PostgreSQL accepts connections somewhere
+            # inside it (pg_ctlcluster itself returns a couple of seconds later).
+            cycle["readyz_200_after_start_s"] = _since(ready_again, t_start)
+            cycle["recovery_s"] = _since(ok_at, t_start)  # first write acknowledged again
             cycle["writes_down_s"] = _since(ok_at, t_stop)
             cycles.append(cycle)
     finally:
@@ -277,7 +281,8 @@ def test_postgres_restart_under_load(
             _ensure_started(cluster)  # ALWAYS bring PostgreSQL back
         finally:
             for t in threads:
-                t.join(timeout=60)
+                if t.ident is not None:  # started
+                    t.join(timeout=60)
             still_same_process = server.process.poll() is None
             terminate(server.process)
 
