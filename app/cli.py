@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -165,26 +166,33 @@ def serve(
         bool,
         typer.Option("--scheduler/--no-scheduler", help="run the compute scheduler in-process"),
     ] = True,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes")] = 1,
 ) -> None:
-    """Serve the API and dashboard (and, by default, the scheduler) in one process."""
+    """Serve the API (and, by default, the scheduler). --workers N runs N API processes."""
     import uvicorn
 
-    from app.main import create_app
+    from app.main import SCHEDULER_ENV, create_app
 
     settings = _settings()
     log_config = _logging(settings)
     _ensure_schema(settings)
     bind = host or settings.host
     _guard_open_access(settings, bind)
-    app = create_app(settings, run_scheduler=scheduler)
-    uvicorn.run(
-        app,
-        host=bind,
-        port=port or settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=log_config,
-        timeout_graceful_shutdown=10,
-    )
+    common: dict[str, Any] = {
+        "host": bind,
+        "port": port or settings.port,
+        "log_level": settings.log_level.lower(),
+        "log_config": log_config,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings, run_scheduler=scheduler), **common)
+        return
+    # Each process builds its app from the environment. With the scheduler on, each runs
+    # one; database claims keep that correct, but `serve --no-scheduler` beside a
+    # `lossmon worker` is the lighter layout.
+    os.environ[SCHEDULER_ENV] = "1" if scheduler else "0"
+    uvicorn.run("app.main:create_app_from_env", factory=True, workers=workers, **common)
 
 
 @cli.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -73,3 +74,12 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     app.include_router(windows_router.router)
     app.include_router(alerting_router.router)
     return app
+
+
+SCHEDULER_ENV = "LOSSMON_SERVE_SCHEDULER"
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` (used by `lossmon serve --workers N`): each worker
+    process builds its own app from the environment."""
+    return create_app(load_settings(), run_scheduler=os.environ.get(SCHEDULER_ENV) == "1")

@@ -104,3 +104,27 @@ def test_serve_on_postgres_refuses_unmigrated_schema(tmp_path: Path, pg_database
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_serve_with_workers_runs_several_processes(db: Db, tmp_path: Path) -> None:
+    srv = start_server(db.url, tmp_path, args=("--no-scheduler", "--workers", "2"))
+    try:
+        children = subprocess.run(
+            ["pgrep", "-P", str(srv.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(children) >= 2, children
+        httpx.put(srv.url + "/v1/models/ctr", json={})
+        for b in range(10):
+            items = [{"prediction_id": f"{b}-{i}", "score": 0.5} for i in range(50)]
+            r = httpx.post(srv.url + "/v1/models/ctr/predictions", json={"predictions": items})
+            assert r.json() == {"accepted": 50, "duplicates": 0}
+        assert db.count("predictions") == 500
+    finally:
+        stop_server(srv)
+
+
+def test_serve_refuses_open_access_off_loopback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'open.db'}"
+    out = _lossmon("serve", "--host", "0.0.0.0", "--port", "1", url=url)
+    assert out.returncode == 4
+    assert "lossmon keys create" in out.stderr

@@ -81,6 +81,8 @@ BAD_PREDICTIONS: list[tuple[str, Any]] = [
     ("probabilities on binary", [_pred("x", probabilities={"a": 1.0})]),
     ("empty id", [_pred("")]),
     ("id too long", [_pred("x" * 257)]),
+    ("1 MB id", [_pred("x" * 1_000_000)]),
+    ("NUL in id", [_pred("a\x00b")]),
     ("id not a string", [{"prediction_id": 5, "score": 0.5}]),
     ("17 segments", [_pred("x", segments={f"k{i}": "v" for i in range(17)})]),
     ("segment value not string", [_pred("x", segments={"country": 1})]),
