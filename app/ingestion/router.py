@@ -18,6 +18,7 @@ from app.ingestion.schemas import (
 )
 from app.models import service as model_service
 from app.models.router import ModelId
+from app.observability import counters as observability_counters
 
 router = APIRouter(prefix="/v1/models", tags=["ingestion"], responses=responses.COMMON)
 
@@ -48,6 +49,7 @@ def post_predictions(
     result = service.ingest_predictions(
         session=session, model=model, items=batch.predictions, now_us=_now_us()
     )
+    observability_counters.record_predictions(model.id, result.accepted, result.duplicates)
     return IngestPredictionsOut(accepted=result.accepted, duplicates=result.duplicates)
 
 
@@ -66,6 +68,7 @@ def post_actuals(
     result = service.ingest_actuals(
         session=session, model=model, items=batch.actuals, now_us=_now_us()
     )
+    observability_counters.record_actuals(model.id, result.matched, result.pending)
     return IngestActualsOut(
         accepted=result.accepted, matched=result.matched, pending=result.pending
     )

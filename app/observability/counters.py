@@ -1,0 +1,64 @@
+"""Ingest counters (rows by result), process-wide.
+
+The ingestion routes call record_predictions / record_actuals after the service returned
+(so a batch rejected by validation -- always the whole batch -- is never counted here;
+rejected batches are `lossmon_http_requests_total` on the ingest routes with a 4xx status).
+
+The Counter objects are not registered in prometheus_client's global registry: every
+app's own registry exposes them through INGEST_COLLECTOR, so several apps in one
+process (tests) never collide. They count per process: with `serve --workers N` each
+worker reports its own totals (sum them in PromQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import Counter
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+PREDICTIONS = Counter(
+    "lossmon_ingest_predictions",
+    "Prediction rows received by the ingest API, by result "
+    "(accepted: stored; duplicate: prediction_id already stored, ignored).",
+    ["model", "result"],
+    registry=None,
+)
+ACTUALS = Counter(
+    "lossmon_ingest_actuals",
+    "Actual rows received by the ingest API, by result "
+    "(matched: its prediction is stored; pending: stored, waiting for its prediction).",
+    ["model", "result"],
+    registry=None,
+)
+
+
+def record_predictions(model_id: str, accepted: int, duplicates: int) -> None:
+    if accepted:
+        PREDICTIONS.labels(model=model_id, result="accepted").inc(accepted)
+    if duplicates:
+        PREDICTIONS.labels(model=model_id, result="duplicate").inc(duplicates)
+
+
+def record_actuals(model_id: str, matched: int, pending: int) -> None:
+    """Every actual row is accepted; it is either matched or pending (accepted = sum)."""
+    if matched:
+        ACTUALS.labels(model=model_id, result="matched").inc(matched)
+    if pending:
+        ACTUALS.labels(model=model_id, result="pending").inc(pending)
+
+
+class _IngestCollector(Collector):
+    """Exposes the process-wide ingest counters in a per-app registry."""
+
+    def collect(self) -> Iterable[Metric]:
+        yield from PREDICTIONS.collect()
+        yield from ACTUALS.collect()
+
+    def describe(self) -> Iterable[Metric]:
+        yield from PREDICTIONS.describe()
+        yield from ACTUALS.describe()
+
+
+INGEST_COLLECTOR = _IngestCollector()
