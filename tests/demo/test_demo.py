@@ -1,0 +1,105 @@
+"""`lossmon demo` end to end, as a user runs it: its own server, a real stream, the
+scheduler, the alert and the verified webhook."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import start_server, stop_server
+
+DEMO = [sys.executable, "-m", "app.cli", "demo", "--days", "2", "--rows-per-hour", "150"]
+ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "COLUMNS": "120"}
+
+
+def _server_url(out: str) -> str:
+    m = re.search(r"started lossmon at (http://127\.0\.0\.1:\d+)", out)
+    assert m, out
+    return m.group(1)
+
+
+def test_demo_fires_the_alert_and_receives_its_signed_webhook(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = subprocess.run(DEMO, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "alert fired" in out
+    assert "webhook received and verified: alert.firing for model ctr-demo" in out
+    assert "delivered after 1 attempt" in out
+    assert "log loss" in out and "baseline" in out and "skill" in out  # the summary table
+    url = _server_url(out)
+    assert f"dashboard: {url}/" in out
+    assert "OK: the drift was detected" in out
+    assert elapsed < 60, f"demo took {elapsed:.1f}s"
+    # It cleaned up: the server is stopped and its temporary database removed.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url + "/healthz", timeout=2)
+    m = re.search(r"SQLite in (\S+)\)", out)
+    assert m and not Path(m.group(1)).exists()
+    assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
+
+
+def test_demo_keep_running_serves_until_interrupted(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*DEMO, "--keep-running"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 90
+        for line in proc.stdout:
+            lines.append(line)
+            if "keeps running at" in line or time.monotonic() > deadline:
+                break
+        out = "".join(lines)
+        assert "keeps running at" in out, out
+        url = _server_url(out)
+        time.sleep(1)
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+        assert httpx.get(url + "/v1/models/ctr-demo", timeout=5).json()["window"] == "1h"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url + "/healthz", timeout=2)
+
+
+def test_demo_against_a_server_that_refuses_loopback_webhooks(tmp_path: Path) -> None:
+    server = start_server(
+        f"sqlite:///{tmp_path / 'x.db'}",
+        tmp_path,
+        extra_env={"LOSSMON_WEBHOOK_ALLOW_PRIVATE": "false"},
+        args=(),
+    )
+    try:
+        proc = subprocess.run(
+            [*DEMO, "--url", server.url],
+            cwd=tmp_path,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        stop_server(server)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "refuses the demo's loopback webhook URL" in out
+    assert "LOSSMON_WEBHOOK_ALLOW_PRIVATE=true" in out
