@@ -260,6 +260,41 @@ def compute() -> None:
     )
 
 
+@cli.command()
+def demo(
+    url: Annotated[
+        str | None,
+        typer.Option(help="a running lossmon server (default: start one on a temporary SQLite)"),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LOSSMON_API_KEY", help="admin key for --url")
+    ] = None,
+    days: Annotated[int, typer.Option(min=2, max=30, help="simulated days")] = 3,
+    rows_per_hour: Annotated[
+        int, typer.Option(min=50, max=20_000, help="predictions per simulated hour")
+    ] = 300,
+    seed: Annotated[int, typer.Option(help="random seed of the simulation")] = 7,
+    keep_running: Annotated[
+        bool, typer.Option(help="leave the started server up at the end, until Ctrl-C")
+    ] = False,
+) -> None:
+    """Simulate a drifting CTR model end to end: stream predictions and delayed labels,
+    watch the monitor fire and receive its signed webhook. Exit 0 only if it arrived."""
+    from app import demo as demo_module
+
+    code = demo_module.run(
+        demo_module.DemoOptions(
+            url=url,
+            api_key=api_key,
+            days=days,
+            rows_per_hour=rows_per_hour,
+            seed=seed,
+            keep_running=keep_running,
+        )
+    )
+    raise typer.Exit(code)
+
+
 def main() -> None:
     cli()
 

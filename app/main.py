@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from app import migrate
 from app.alerting import router as alerting_router
@@ -16,9 +17,12 @@ from app.api import health, rate_limit
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
 from app.config import Settings, load_settings
+from app.dashboard import router as dashboard_router
 from app.db import create_engine_for, make_sessionmaker
 from app.ingestion import router as ingestion_router
 from app.models import router as models_router
+from app.observability import router as observability_router
+from app.observability.middleware import PrometheusMiddleware
 from app.windows import router as windows_router
 
 log = logging.getLogger(__name__)
@@ -65,14 +69,22 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     app.state.rate_limiter = rate_limit.from_settings(settings)
     install_error_handlers(app, max_batch_items=settings.max_batch_items)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(PrometheusMiddleware)  # /metrics: counts and times every request
     # Outermost: every log line of a request (ours, uvicorn's) carries its request id,
     # taken from X-Request-ID when the client sends a valid one, and echoed back.
     app.add_middleware(CorrelationIdMiddleware, validator=_acceptable_request_id)
     app.include_router(health.router)
+    app.include_router(observability_router.router)
     app.include_router(models_router.router)
     app.include_router(ingestion_router.router)
     app.include_router(windows_router.router)
     app.include_router(alerting_router.router)
+    app.include_router(dashboard_router.router)
+    app.mount(
+        dashboard_router.STATIC_URL,
+        StaticFiles(directory=dashboard_router.STATIC_DIR),
+        name="dashboard-static",
+    )
     return app
 
 
