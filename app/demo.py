@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +29,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from rich import box
 from rich.console import Console
@@ -47,6 +44,7 @@ from rich.table import Table
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from app import devserver
 from app.client import Client, LossmonError, ValidationFailed
 from app.notify.signing import generate_secret
 
@@ -175,19 +173,10 @@ class LocalServer:
             return ""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_local_server(timeout_s: float = 30.0) -> LocalServer:
     """`lossmon serve` on a temporary SQLite file and a free loopback port."""
     directory = Path(tempfile.mkdtemp(prefix="lossmon-demo-"))
-    port = _free_port()
     env = {
-        **os.environ,
-        "LOSSMON_DATABASE_URL": f"sqlite:///{directory / 'demo.db'}",
         "LOSSMON_SECRET_KEY_FILE": str(directory / "lossmon.secret"),
         "LOSSMON_COMPUTE_INTERVAL_S": "1",
         "LOSSMON_DELIVER_INTERVAL_S": "0.5",
@@ -197,38 +186,24 @@ def start_local_server(timeout_s: float = 30.0) -> LocalServer:
         "LOSSMON_LOG_FORMAT": "text",
         "LOSSMON_LOG_LEVEL": "WARNING",
     }
-    log_path = directory / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=directory,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    try:
+        started = devserver.start_serve(
+            f"sqlite:///{directory / 'demo.db'}",
+            workdir=directory,
+            extra_env=env,
+            args=(),  # the scheduler runs in the server
+            log_path=directory / "server.log",
+            timeout_s=timeout_s,
+            poll_s=0.1,
         )
-    server = LocalServer(f"http://127.0.0.1:{port}", process, directory, log_path)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.1)
-    tail = server.log_tail()
-    stop_local_server(server)
-    raise RuntimeError(f"lossmon serve did not start:\n{tail}")
+    except RuntimeError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise RuntimeError(f"lossmon serve did not start:\n{exc}") from exc
+    return LocalServer(started.url, started.process, directory, started.log_path)
 
 
 def stop_local_server(server: LocalServer) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    devserver.terminate(server.process)
     shutil.rmtree(server.directory, ignore_errors=True)
 
 

@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psycopg
+
+from app import devserver
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -69,67 +66,21 @@ def checkpoint(db: Database) -> None:
         conn.execute("CHECKPOINT")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+Server = devserver.ServerProcess
+free_port = devserver.free_port
 
 
 def start_server(
     database_url: str, log_path: Path, extra_env: dict[str, str] | None = None
 ) -> Server:
     """A real `lossmon serve --no-scheduler` (uvicorn) on a free loopback port."""
-    port = free_port()
-    env = {**os.environ, "LOSSMON_DATABASE_URL": database_url, **(extra_env or {})}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-scheduler",
-            ],
-            env=env,
-            cwd=REPO_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log_path.read_text()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return Server(url, proc, log_path)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stop_server(Server(url, proc, log_path))
-    raise RuntimeError(f"server did not start: {log_path.read_text()}")
+    return devserver.start_serve(
+        database_url, workdir=REPO_DIR, extra_env=extra_env, log_path=log_path
+    )
 
 
 def stop_server(server: Server) -> None:
-    if server.process.poll() is not None:
-        return
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    devserver.terminate(server.process)
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")

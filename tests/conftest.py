@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import migrate
+from app import devserver, migrate
 from app.config import Settings, load_settings
 from app.db import create_engine_for, make_sessionmaker
 from app.main import create_app
@@ -166,17 +161,8 @@ def client(db: Db) -> Iterator[TestClient]:
         yield c
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
+Server = devserver.ServerProcess
+free_port = devserver.free_port
 
 
 def start_server(
@@ -186,49 +172,12 @@ def start_server(
     extra_env: dict[str, str] | None = None,
     args: tuple[str, ...] = ("--no-scheduler",),
 ) -> Server:
-    """A real `lossmon serve` (uvicorn) on a free loopback port."""
-    port = free_port()
-    env = {**os.environ, "LOSSMON_DATABASE_URL": database_url, **(extra_env or {})}
-    log_path = tmp_path / f"server-{port}.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *args,
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,  # anything the server writes next to itself stays out of the repo
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log_path.read_text()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return Server(url, proc, log_path)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server did not start: {log_path.read_text()}")
+    """A real `lossmon serve` (uvicorn) on a free loopback port, run inside tmp_path."""
+    return devserver.start_serve(database_url, workdir=tmp_path, extra_env=extra_env, args=args)
 
 
 def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    devserver.terminate(server.process)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, free_port
+from app import devserver
+from tests.conftest import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_795_132_800  # 2026-11-20T00:00:00Z
@@ -37,17 +37,6 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _popen(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *argv],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-
-
 def spawn_serve(
     database_url: str,
     tmp_path: Path,
@@ -57,54 +46,31 @@ def spawn_serve(
     args: tuple[str, ...] = ("--no-scheduler",),
     timeout: float = 30.0,
 ) -> Server:
-    """A real `lossmon serve` on loopback, returned once /healthz answers 200.
-
-    Like tests.conftest.start_server, but polls faster (the kill loop restarts it
-    often) and does not leak the log file handle."""
-    port = port or free_port()
-    log_path = tmp_path / f"server-{port}.log"
-    proc = _popen(
-        ["serve", "--host", "127.0.0.1", "--port", str(port), *args],
-        {"LOSSMON_DATABASE_URL": database_url, **(extra_env or {})},
-        log_path,
+    """A real `lossmon serve`, polled often: the kill loop restarts it many times."""
+    return devserver.start_serve(
+        database_url,
+        workdir=tmp_path,
+        extra_env=extra_env,
+        args=args,
+        port=port,
+        timeout_s=timeout,
+        poll_s=0.02,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited ({proc.returncode}): {log_path.read_text()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return Server(url, proc, log_path)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    kill(proc)
-    raise RuntimeError(f"server did not start within {timeout}s: {log_path.read_text()}")
 
 
 def spawn_worker(
     database_url: str, tmp_path: Path, name: str, extra_env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
-    return _popen(
-        ["worker"], {"LOSSMON_DATABASE_URL": database_url, **extra_env}, tmp_path / f"{name}.log"
+    return devserver.spawn(
+        ["worker"],
+        env={"LOSSMON_DATABASE_URL": database_url, **extra_env},
+        log_path=tmp_path / f"{name}.log",
+        cwd=tmp_path,
     )
 
 
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL and reap (no-op when it already exited)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-
-
-def terminate(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill(proc)
+kill = devserver.kill
+terminate = devserver.terminate
 
 
 def run_cli(database_url: str, *argv: str, extra_env: dict[str, str] | None = None) -> str:
