@@ -75,6 +75,25 @@
     return append(el, children);
   }
 
+  /** A card holding one data table: title, a hint on the right, column headers, rows. */
+  function tableCard(testid, title, hint, headers, body) {
+    return h(
+      "section",
+      { class: "card", "data-testid": testid },
+      h("div", { class: "card-head" }, h("h2", {}, title), h("span", { class: "hint" }, hint)),
+      h(
+        "div",
+        { class: "card-body flush" },
+        h(
+          "table",
+          { class: "data" },
+          h("thead", {}, h("tr", {}, ...headers.map((text) => h("th", {}, text)))),
+          body,
+        ),
+      ),
+    );
+  }
+
   /** The same for SVG elements. */
   function s(tag, attrs, ...children) {
     const el = document.createElementNS(SVG_NS, tag);
@@ -864,39 +883,14 @@
         ),
       );
     }
-    return h(
-      "section",
-      { class: "card", "data-testid": "monitors" },
-      h(
-        "div",
-        { class: "card-head" },
-        h("h2", {}, "Monitors"),
-        h("span", { class: "hint" }, `${monitors.length} total`),
-      ),
-      h(
-        "div",
-        { class: "card-body flush" },
-        h(
-          "table",
-          { class: "data" },
-          h(
-            "thead",
-            {},
-            h(
-              "tr",
-              {},
-              h("th", {}, "Name"),
-              h("th", {}, "Rule"),
-              h("th", {}, "Evaluated when"),
-              h("th", {}, "State"),
-              h("th", {}, "Webhook"),
-              h("th", {}, "Last evaluated"),
-            ),
-          ),
-          body,
-        ),
-      ),
-    );
+    return tableCard("monitors", "Monitors", `${monitors.length} total`, [
+      "Name",
+      "Rule",
+      "Evaluated when",
+      "State",
+      "Webhook",
+      "Last evaluated",
+    ], body);
   }
 
   function alertsCard(alerts, details) {
@@ -946,39 +940,14 @@
       alerts.length > details.length
         ? `${details.length} most recent of ${alerts.length}`
         : `${alerts.length} total`;
-    return h(
-      "section",
-      { class: "card", "data-testid": "alerts" },
-      h(
-        "div",
-        { class: "card-head" },
-        h("h2", {}, "Recent alerts"),
-        h("span", { class: "hint" }, more),
-      ),
-      h(
-        "div",
-        { class: "card-body flush" },
-        h(
-          "table",
-          { class: "data" },
-          h(
-            "thead",
-            {},
-            h(
-              "tr",
-              {},
-              h("th", {}, "Monitor"),
-              h("th", {}, "State"),
-              h("th", {}, "Tripped by window"),
-              h("th", {}, "Started"),
-              h("th", {}, "Duration"),
-              h("th", {}, "Webhook deliveries"),
-            ),
-          ),
-          body,
-        ),
-      ),
-    );
+    return tableCard("alerts", "Recent alerts", more, [
+      "Monitor",
+      "State",
+      "Tripped by window",
+      "Started",
+      "Duration",
+      "Webhook deliveries",
+    ], body);
   }
 
   function deliveriesList(deliveries) {
