@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,12 @@ from app import devserver, migrate
 from app.config import Settings, load_settings
 from app.db import create_engine_for, make_sessionmaker
 from app.main import create_app
+
+# CI replays the same examples every run (a property failure is then reproducible, never
+# a coin toss); locally each run explores new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 PG_ADMIN_URL = os.environ.get(
     "LOSSMON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
