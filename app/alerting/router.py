@@ -33,6 +33,7 @@ MonitorId = Annotated[str, Path(max_length=40)]
 
 def monitor_out(m: Monitor) -> MonitorOut:
     return MonitorOut(
+        id=m.id,
         monitor_id=m.id,
         model_id=m.model_id,
         name=m.name,
@@ -53,6 +54,7 @@ def monitor_out(m: Monitor) -> MonitorOut:
 
 def alert_out(a: Alert) -> AlertOut:
     return AlertOut(
+        id=a.id,
         alert_id=a.id,
         model_id=a.model_id,
         monitor_id=a.monitor_id,

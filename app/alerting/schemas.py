@@ -64,6 +64,7 @@ class MonitorUpdate(BaseModel):
 
 
 class MonitorOut(BaseModel):
+    id: str = Field(description="the monitor id (also as monitor_id)")
     monitor_id: str
     model_id: str
     name: str
@@ -107,6 +108,7 @@ class DeliveryOut(BaseModel):
 
 
 class AlertOut(BaseModel):
+    id: str = Field(description="the alert id (also as alert_id, as in webhooks)")
     alert_id: str
     model_id: str
     monitor_id: str

@@ -129,6 +129,7 @@ def test_drift_fires_once_and_recovery_resolves_once(env: Any, receiver: Receive
     alerts = client.get("/v1/alerts", params={"model_id": "ctr"}).json()["alerts"]
     assert [a["state"] for a in alerts] == ["resolved"]
     assert client.get("/v1/alerts", params={"state": "firing"}).json()["alerts"] == []
+    assert alerts[0]["id"] == alerts[0]["alert_id"] == firing["alert_id"]
     detail = client.get(f"/v1/alerts/{alerts[0]['alert_id']}").json()
     assert [(d["event_type"], d["status"], d["attempts"]) for d in detail["deliveries"]] == [
         ("alert.firing", "delivered", 1),
@@ -284,6 +285,7 @@ def test_monitor_crud(env: Any, receiver: Receiver) -> None:
     client, _, _ = env
     monitor = make_monitor(client, receiver)
     mid = monitor["monitor_id"]
+    assert monitor["id"] == mid
     r = client.put(f"/v1/models/ctr/monitors/{mid}", json={"for_windows": 3})
     assert r.status_code == 200
     assert r.json()["for_windows"] == 3
