@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import and_, delete, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -112,7 +112,3 @@ def settle(*, session: Session, token: str, done: Sequence[Claim], retry: Sequen
             )
             .values(claim_token=None, leased_until_us=None)
         )
-
-
-def pending_count(*, session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(DirtyWindow)) or 0)
