@@ -26,6 +26,7 @@ from app import devserver, migrate
 from app.config import Settings, load_settings
 from app.db import create_engine_for, make_sessionmaker
 from app.main import create_app
+from tests.notify.receiver import Receiver
 
 # CI replays the same examples every run (a property failure is then reproducible, never
 # a coin toss); locally each run explores new ones.
@@ -192,6 +193,15 @@ def server(db: Db, tmp_path: Path) -> Iterator[Server]:
     srv = start_server(db.url, tmp_path)
     yield srv
     stop_server(srv)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real webhook receiver listening on loopback."""
+    r = Receiver(free_port())
+    r.start()
+    yield r
+    r.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

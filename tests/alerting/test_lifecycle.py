@@ -15,21 +15,13 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from app import jobs
 from app.main import create_app
 from app.notify.signing import generate_secret
-from tests.conftest import Db, free_port
+from tests.conftest import Db
 from tests.notify.conftest import webhook_settings
 from tests.notify.receiver import Receiver
 
 HOUR = 3600
 T0 = 1_795_132_800  # 2026-11-20T00:00:00Z
 GOOD, BAD = 0.8, 0.45  # probability given to the true class: ℓ ≈ 0.223 vs ≈ 0.799
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(free_port())
-    r.start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from app import jobs
 from app.auth import service as auth_service
 from app.db import session_scope
 from app.notify.signing import generate_secret
-from tests.conftest import Db, Server, free_port, start_server, stop_server
+from tests.conftest import Db, Server, start_server, stop_server
 from tests.notify.conftest import TEST_KEY, webhook_settings
 from tests.notify.receiver import Receiver
 
@@ -93,14 +93,6 @@ def post_window(
     if take:
         r = http.post(f"/v1/models/{model_id}/actuals", json={"actuals": acts[:take]})
         assert r.status_code == 200, r.text
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(free_port())
-    r.start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

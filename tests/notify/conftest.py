@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +21,7 @@ from app.notify.delivery import DeliveryReport, deliver_due
 from app.notify.models import WebhookDelivery
 from app.notify.secrets import encrypt, load_cipher
 from app.notify.signing import generate_secret
-from tests.conftest import Db, free_port
+from tests.conftest import Db
 from tests.notify.receiver import Receiver
 
 # Explicit, so no test ever creates ./lossmon.secret in the working directory.
@@ -175,14 +174,6 @@ class Hooks:
     def advance_past_next_attempt(self, delivery_id: str) -> None:
         due = self.row(delivery_id).next_attempt_us / 1_000_000
         self.clock.t = max(self.clock.t, due + 0.001)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(free_port())
-    r.start()
-    yield r
-    r.stop()
 
 
 def make_hooks(db: Db, receiver: Receiver, clock: FakeClock | None = None) -> Hooks:
