@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     compute_batch_windows: int = Field(default=16, ge=1, le=10_000)
     # A claimed window not finished within this many seconds (crashed worker) is claimable again.
     compute_lease_s: float = Field(default=300.0, gt=0)
+    # Per window, the model versions and the values of each segment key with the most
+    # predictions get precomputed metrics (the rest share one "other" row; filtered
+    # queries for those values are computed on demand).
+    slice_top_n: int = Field(default=20, ge=1, le=1000)
 
     # Per API key, e.g. "6000/minute" or "100/second; 5000/minute"; empty disables.
     rate_limit: str = "6000/minute"

@@ -16,6 +16,7 @@ from app.alerting import router as alerting_router
 from app.api import health, rate_limit
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
+from app.compare import router as compare_router
 from app.config import Settings, load_settings
 from app.dashboard import router as dashboard_router
 from app.db import create_engine_for, make_sessionmaker
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     app.include_router(ingestion_router.router)
     app.include_router(windows_router.router)
     app.include_router(alerting_router.router)
+    app.include_router(compare_router.router)
     app.include_router(dashboard_router.router)
     app.mount(
         dashboard_router.STATIC_URL,

@@ -320,6 +320,7 @@ def raw_worker_factory(pg_url: str, warmup: Sequence[Batch]) -> WorkerFactory:
                         batch.ts_us,
                         batch.window_starts,
                         batch.scores,
+                        [None] * len(batch.scores),  # probabilities: binary model
                         batch.model_versions,
                         batch.segments,
                     ),

@@ -44,6 +44,7 @@ TABLES = [
     "alerts",
     "monitors",
     "window_metrics",
+    "slice_metrics",
     "dirty_windows",
     "actuals",
     "predictions",

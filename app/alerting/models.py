@@ -41,6 +41,9 @@ class Monitor(Base):
     # Derived state of the latest evaluation: "ok" | "firing" | "no_data".
     state: Mapped[str] = mapped_column(String(16))
     current_alert_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Optional slice the rule watches instead of the whole model (None: whole model).
+    model_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    segment: Mapped[str | None] = mapped_column(String(400), nullable=True)  # "key:value"
     last_evaluated_window: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Set in the same transaction that writes new windows for the model (or changes the
     # monitor); cleared in the transaction that evaluates it. A crash in between only

@@ -25,10 +25,10 @@ from app.db import is_postgres
 # this same statement through psycopg as its reference).
 PG_INSERT_PREDICTIONS = """
 INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
-                         model_version, segments, received_us)
-SELECT %s, u.pid, u.ts, u.ws, u.score, u.mv, u.seg::json, %s
-FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::float8[],
-            %b::text[], %b::text[]) AS u(pid, ts, ws, score, mv, seg)
+                         probabilities, model_version, segments, received_us)
+SELECT %s, u.pid, u.ts, u.ws, u.score, u.probs::json, u.mv, u.seg::json, %s
+FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::float8[], %b::text[],
+            %b::text[], %b::text[]) AS u(pid, ts, ws, score, probs, mv, seg)
 ON CONFLICT (model_id, prediction_id) DO NOTHING
 RETURNING window_start
 """
@@ -42,6 +42,7 @@ class PredictionRows:
     ts_us: list[int]
     window_starts: list[int]
     scores: list[float | None]
+    probabilities: list[str | None]  # JSON list in the model's class order
     model_versions: list[str]
     segments: list[str | None]  # JSON text
 
@@ -75,6 +76,7 @@ def insert_predictions(
                     rows.ts_us,
                     rows.window_starts,
                     rows.scores,
+                    rows.probabilities,
                     rows.model_versions,
                     rows.segments,
                 ),
@@ -86,17 +88,18 @@ def insert_predictions(
         cur.executemany(
             """
             INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
-                                     model_version, segments, received_us)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                     probabilities, model_version, segments, received_us)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (model_id, prediction_id) DO NOTHING
             """,
             [
-                (model_id, pid, ts, ws, sc, mv, seg, received_us)
-                for pid, ts, ws, sc, mv, seg in zip(
+                (model_id, pid, ts, ws, sc, pr, mv, seg, received_us)
+                for pid, ts, ws, sc, pr, mv, seg in zip(
                     rows.prediction_ids,
                     rows.ts_us,
                     rows.window_starts,
                     rows.scores,
+                    rows.probabilities,
                     rows.model_versions,
                     rows.segments,
                     strict=True,

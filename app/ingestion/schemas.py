@@ -15,9 +15,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StringConstraints,
     field_validator,
 )
-from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
+from pydantic.json_schema import JsonDict, WithJsonSchema
 
 from app.api.json_types import (
     NO_NUL,
@@ -32,6 +33,21 @@ MAX_SEGMENTS = 16
 
 
 Probability = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
+_PROBABILITY_SCHEMA = {
+    "type": "number",
+    "minimum": 0,
+    "maximum": 1,
+    "description": "binary: P(positive class), in [0, 1]",
+}
+_PROBABILITIES_SCHEMA = {
+    "type": "object",
+    "additionalProperties": _PROBABILITY_SCHEMA | {"description": "P(class)"},
+    "propertyNames": {"minLength": 1, "maxLength": 128, "pattern": NO_NUL},
+    "minProperties": 2,
+    "maxProperties": 1000,
+    "description": "multiclass: probability per class name, over exactly the model's "
+    "classes, summing to 1 ± 1e-6",
+}
 PredictionId = PredictionIdText
 SEGMENT_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 SEGMENT_KEY_RE = re.compile(SEGMENT_KEY_PATTERN)
@@ -60,16 +76,35 @@ Segments = Annotated[
 ]
 
 
+ClassName = Annotated[str, StringConstraints(pattern=NO_NUL, min_length=1, max_length=128)]
+Probabilities = Annotated[
+    dict[ClassName, Probability],
+    Field(
+        min_length=2,
+        max_length=1000,
+        description="multiclass: probability per class name, over exactly the model's "
+        "classes, summing to 1 ± 1e-6",
+    ),
+]
+
+# Exactly one of score / probabilities; which one depends on the model's task, which the
+# schema cannot know (a mismatch is a 422 naming the record).
+_SCORE_OR_PROBABILITIES: JsonDict = {
+    "oneOf": [{"required": ["score"]}, {"required": ["probabilities"]}],
+}
+
+
 class PredictionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SCORE_OR_PROBABILITIES)
 
     prediction_id: PredictionId
     timestamp: Timestamp | None = Field(
         default=None, description="event time; default: time received"
     )
-    score: Probability = Field(description="binary: P(positive class), in [0, 1]")
-    # Multiclass is not yet supported; accepted here only to answer with a clear message.
-    probabilities: SkipJsonSchema[dict[str, Probability] | None] = None
+    score: Annotated[Probability | None, WithJsonSchema(_PROBABILITY_SCHEMA)] = Field(
+        default=None, description="binary: P(positive class), in [0, 1]"
+    )
+    probabilities: Annotated[Probabilities | None, WithJsonSchema(_PROBABILITIES_SCHEMA)] = None
     model_version: VersionText = ""
     segments: Segments | None = Field(
         default=None, description="string -> string, at most 16 keys; keys [A-Za-z0-9_.-]{1,64}"
@@ -95,7 +130,10 @@ class IngestPredictionsOut(BaseModel):
 
 
 # Strict: "1" or 1.0 are not silently taken for a binary label.
-Label = Annotated[StrictBool | ZeroOrOne, Field(description="0/1 or true/false")]
+Label = Annotated[
+    StrictBool | ZeroOrOne | ClassName,
+    Field(description="binary: 0/1 or true/false; multiclass: a class name"),
+]
 
 
 class ActualIn(BaseModel):

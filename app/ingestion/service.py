@@ -8,6 +8,7 @@ Every write marks the affected windows dirty in the same transaction.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,22 +57,89 @@ def _segments_json(items: Sequence[PredictionIn]) -> list[str | None]:
     return out
 
 
+# API.md: multiclass probabilities sum to 1 within this tolerance.
+PROBABILITY_SUM_TOLERANCE = 1e-6
+
+
 def _check_binary_predictions(items: Sequence[PredictionIn]) -> list[dict[str, Any]]:
     errors = []
     for i, item in enumerate(items):
         if item.probabilities is not None:
             errors.append(
-                item_error(i, "probabilities", "probabilities is for multiclass models; send score")
+                item_error(
+                    i,
+                    "probabilities",
+                    "probabilities is for multiclass models; a binary model takes score",
+                )
             )
+        elif item.score is None:
+            errors.append(item_error(i, "score", "score is required (P(positive class))"))
     return errors
+
+
+def _class_list_error(classes: Sequence[str], given: dict[str, float]) -> str | None:
+    missing = [c for c in classes if c not in given]
+    extra = sorted(set(given) - set(classes))
+    if not missing and not extra:
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(map(repr, missing[:5]))}")
+    if extra:
+        parts.append(f"unknown {', '.join(map(repr, extra[:5]))}")
+    return f"probabilities must name exactly the model's classes: {'; '.join(parts)}"
+
+
+def _multiclass_probabilities(
+    items: Sequence[PredictionIn], classes: Sequence[str]
+) -> tuple[list[str | None], list[dict[str, Any]]]:
+    """JSON text of each row's probabilities in class order, and the errors."""
+    out: list[str | None] = []
+    errors = []
+    for i, item in enumerate(items):
+        if item.score is not None:
+            errors.append(
+                item_error(
+                    i, "score", "score is for binary models; a multiclass model takes probabilities"
+                )
+            )
+            continue
+        if item.probabilities is None:
+            errors.append(
+                item_error(i, "probabilities", "probabilities is required (one per class)")
+            )
+            continue
+        message = _class_list_error(classes, item.probabilities)
+        if message is not None:
+            errors.append(item_error(i, "probabilities", message))
+            continue
+        values = [item.probabilities[c] for c in classes]
+        total = math.fsum(values)
+        if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
+            errors.append(
+                item_error(
+                    i, "probabilities", f"probabilities must sum to 1 (± 1e-6), got {total!r}"
+                )
+            )
+            continue
+        # repr-based JSON floats round-trip exactly.
+        out.append(json.dumps(values))
+    return out, errors
 
 
 def ingest_predictions(
     *, session: Session, model: MonitoredModel, items: Sequence[PredictionIn], now_us: int
 ) -> PredictionResult:
-    errors = _check_binary_predictions(items)
+    probabilities: list[str | None] = [None] * len(items)
+    if model.task == "multiclass":
+        probabilities, errors = _multiclass_probabilities(items, model.classes or [])
+    else:
+        errors = _check_binary_predictions(items)
     if errors:
         raise BatchValidationError(errors)
+    probabilities_of: dict[str, str | None] = {}
+    for item, probs in zip(items, probabilities, strict=True):
+        probabilities_of.setdefault(item.prediction_id, probs)
 
     first: dict[str, PredictionIn] = {}
     for item in items:
@@ -83,6 +151,7 @@ def ingest_predictions(
         ts_us=ts,
         window_starts=[window_start_of(t, model.window_seconds) for t in ts],
         scores=[p.score for p in ordered],
+        probabilities=[probabilities_of[p.prediction_id] for p in ordered],
         model_versions=[p.model_version for p in ordered],
         segments=_segments_json(ordered),
     )
@@ -93,23 +162,43 @@ def ingest_predictions(
     return PredictionResult(accepted=accepted, duplicates=len(items) - accepted)
 
 
-def _binary_label(value: bool | int) -> int | None:
+def _binary_label(value: bool | int | str) -> int | None:
+    if isinstance(value, str):
+        return None
     return int(value) if value in (0, 1) else None
+
+
+def _labels(model: MonitoredModel, items: Sequence[ActualIn]) -> list[int]:
+    """Stored label per item: 0/1, or the class's index for multiclass."""
+    labels: list[int] = []
+    errors = []
+    if model.task == "multiclass":
+        index = {name: k for k, name in enumerate(model.classes or [])}
+        for i, item in enumerate(items):
+            k = index.get(item.label) if isinstance(item.label, str) else None
+            if k is None:
+                shown = ", ".join(map(repr, list(index)[:10]))
+                errors.append(
+                    item_error(i, "label", f"label must be one of the model's classes: {shown}")
+                )
+            else:
+                labels.append(k)
+    else:
+        for i, item in enumerate(items):
+            label = _binary_label(item.label)
+            if label is None:
+                errors.append(item_error(i, "label", "binary label must be 0, 1, true or false"))
+            else:
+                labels.append(label)
+    if errors:
+        raise BatchValidationError(errors)
+    return labels
 
 
 def ingest_actuals(
     *, session: Session, model: MonitoredModel, items: Sequence[ActualIn], now_us: int
 ) -> ActualResult:
-    labels: list[int] = []
-    errors = []
-    for i, item in enumerate(items):
-        label = _binary_label(item.label)
-        if label is None:
-            errors.append(item_error(i, "label", "binary label must be 0, 1, true or false"))
-        else:
-            labels.append(label)
-    if errors:
-        raise BatchValidationError(errors)
+    labels = _labels(model, items)
 
     last: dict[str, int] = {}
     for i, item in enumerate(items):

@@ -6,10 +6,17 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonDict, WithJsonSchema
 
-from app.api.json_types import DescriptionText
+from app.api.json_types import NO_NUL, DescriptionText
 
 MODEL_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 # At most 99999m, 9999h or 999d: the bound is in the pattern so the schema says it.
@@ -26,17 +33,41 @@ def window_seconds(window: str) -> int:
     return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
-ClassName = Annotated[str, Field(min_length=1, max_length=128)]
+ClassName = Annotated[str, StringConstraints(pattern=NO_NUL, min_length=1, max_length=128)]
+
+_CLASSES_SCHEMA = {
+    "type": "array",
+    "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_NUL},
+    "minItems": 2,
+    "maxItems": 1000,
+    "uniqueItems": True,
+    "description": "multiclass only: the class names (at least 2, unique); actuals name "
+    "one of them as the label",
+}
+
+# JSON Schema for the cross-field rule below, so generated clients (and schemathesis)
+# know that classes come with, and only with, task "multiclass".
+_TASK_CLASSES_SCHEMA: JsonDict = {
+    "allOf": [
+        {
+            "if": {"properties": {"task": {"const": "multiclass"}}, "required": ["task"]},
+            "then": {"required": ["classes"]},
+        },
+        {
+            "if": {"required": ["classes"]},
+            "then": {"required": ["task"], "properties": {"task": {"const": "multiclass"}}},
+        },
+    ]
+}
 
 
 class ModelIn(BaseModel):
     """PUT body. On update, fields left out keep their current value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_TASK_CLASSES_SCHEMA)
 
-    # "multiclass" is recognised (to answer "not yet supported") but not advertised.
     task: Literal["binary", "multiclass"] = Field(
-        default="binary", json_schema_extra={"enum": ["binary"]}
+        default="binary", description="multiclass needs classes"
     )
     window: str = Field(
         default="1h",
@@ -44,7 +75,9 @@ class ModelIn(BaseModel):
         description="tumbling window: Nm, Nh or Nd (at most 99999m, 9999h or 999d)",
     )
     description: DescriptionText = ""
-    classes: SkipJsonSchema[list[ClassName] | None] = Field(default=None, max_length=1000)
+    classes: Annotated[list[ClassName] | None, WithJsonSchema(_CLASSES_SCHEMA)] = Field(
+        default=None, min_length=2, max_length=1000
+    )
     reference_base_rate: float | None = Field(
         default=None, gt=0, lt=1, strict=True, allow_inf_nan=False
     )
@@ -70,6 +103,8 @@ class ModelIn(BaseModel):
     def _task_classes(self) -> ModelIn:
         if self.task == "binary" and self.classes is not None:
             raise ValueError("classes is only for task 'multiclass'")
+        if self.task == "multiclass" and self.classes is None:
+            raise ValueError('task \'multiclass\' needs classes, e.g. ["cat", "dog"]')
         return self
 
 

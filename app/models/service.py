@@ -58,17 +58,6 @@ def upsert_model(
     *, session: Session, model_id: str, body: ModelIn, now: datetime
 ) -> tuple[MonitoredModel, bool]:
     """Create or update. Returns (model, created)."""
-    if body.task == "multiclass":
-        raise ApiError(
-            422,
-            [
-                {
-                    "index": None,
-                    "field": "task",
-                    "message": "task 'multiclass' is not yet supported; use 'binary'",
-                }
-            ],
-        )
     model = session.get(MonitoredModel, model_id, with_for_update=True)
     if model is None:
         model = MonitoredModel(
@@ -88,6 +77,8 @@ def upsert_model(
         return model, True
 
     given = body.model_dump(include=body.model_fields_set)
+    if given.get("task") == "binary":
+        given["classes"] = None  # a model turned binary keeps no class list
     changed_shape = [f for f in _SHAPE_FIELDS if f in given and given[f] != getattr(model, f)]
     if changed_shape and has_data(session=session, model_id=model_id):
         raise ApiError(

@@ -19,16 +19,45 @@ from app.db import is_postgres
 @dataclass(frozen=True, slots=True)
 class JoinedRows:
     window_starts: np.ndarray  # int64
-    scores: np.ndarray  # float64
-    labels: np.ndarray  # float64, NaN = no actual yet
+    scores: np.ndarray  # float64 (binary); empty for multiclass
+    labels: np.ndarray  # float64, NaN = no actual yet (multiclass: class index)
     weights: np.ndarray  # float64, NaN = no actual yet
+    # multiclass: (n, K) float64 in the model's class order; None for binary
+    probabilities: np.ndarray | None = None
+    # with_slices only: per row, model_version and the segments JSON text (None: none)
+    versions: Sequence[str] | None = None
+    segments: Sequence[str | None] | None = None
+
+    def __len__(self) -> int:
+        return int(self.window_starts.size)
+
+    def take(self, index: np.ndarray) -> JoinedRows:
+        """The rows at `index` (a boolean mask or integer positions), numeric arrays only."""
+        return JoinedRows(
+            window_starts=self.window_starts[index],
+            scores=self.scores[index] if self.probabilities is None else self.scores,
+            labels=self.labels[index],
+            weights=self.weights[index],
+            probabilities=None if self.probabilities is None else self.probabilities[index],
+        )
 
 
-_SELECT = (
-    "SELECT p.window_start, p.score, a.label, a.weight FROM predictions p "
-    "LEFT JOIN actuals a ON a.model_id = p.model_id AND a.prediction_id = p.prediction_id "
-    "WHERE p.model_id = {ph}"
-)
+def _select(pg: bool, *, multiclass: bool, with_slices: bool) -> str:
+    # Cast JSON to text on PostgreSQL: psycopg would otherwise parse every row's JSON
+    # into Python objects; the text is parsed once per distinct value (or in one call).
+    cast = "::text" if pg else ""
+    value = f"p.probabilities{cast}" if multiclass else "p.score"
+    extra = f", p.model_version, p.segments{cast}" if with_slices else ""
+    return (
+        f"SELECT p.window_start, a.label, a.weight, {value}{extra} FROM predictions p "
+        "LEFT JOIN actuals a ON a.model_id = p.model_id AND a.prediction_id = p.prediction_id "
+        "WHERE p.model_id = {ph}"
+    )
+
+
+def _parse_probabilities(texts: Sequence[str], n: int) -> np.ndarray:
+    # One json.loads over the joined rows runs in C; a loads() per row would not.
+    return np.array(json.loads("[" + ",".join(texts) + "]"), dtype=np.float64).reshape(n, -1)
 
 
 def read_joined(
@@ -40,10 +69,12 @@ def read_joined(
     end: int | None = None,
     model_version: str | None = None,
     segments: Sequence[tuple[str, str]] = (),
+    multiclass: bool = False,
+    with_slices: bool = False,
 ) -> JoinedRows:
     pg = is_postgres(session)
     ph = "%s" if pg else "?"
-    sql = [_SELECT.format(ph=ph)]
+    sql = [_select(pg, multiclass=multiclass, with_slices=with_slices).format(ph=ph)]
     params: list[object] = [model_id]
     if window_starts is not None:
         if pg:
@@ -75,13 +106,27 @@ def read_joined(
         rows = cur.fetchall()
     finally:
         cur.close()
+    n = len(rows)
+    empty = np.empty(0, dtype=np.float64)
     if not rows:
-        empty = np.empty(0, dtype=np.float64)
-        return JoinedRows(np.empty(0, dtype=np.int64), empty, empty.copy(), empty.copy())
-    arr = np.array(rows, dtype=np.float64)  # None -> NaN for unlabeled rows
+        return JoinedRows(
+            np.empty(0, dtype=np.int64),
+            empty,
+            empty.copy(),
+            empty.copy(),
+            probabilities=np.empty((0, 0)) if multiclass else None,
+            versions=[] if with_slices else None,
+            segments=[] if with_slices else None,
+        )
+    columns = list(zip(*rows, strict=True))
+    numeric = np.array(columns[:3], dtype=np.float64)  # None -> NaN for unlabeled rows
+    probabilities = _parse_probabilities(columns[3], n) if multiclass else None
     return JoinedRows(
-        window_starts=arr[:, 0].astype(np.int64),
-        scores=arr[:, 1],
-        labels=arr[:, 2],
-        weights=arr[:, 3],
+        window_starts=numeric[0].astype(np.int64),
+        scores=empty if multiclass else np.array(columns[3], dtype=np.float64),
+        labels=numeric[1],
+        weights=numeric[2],
+        probabilities=probabilities,
+        versions=columns[4] if with_slices else None,
+        segments=columns[5] if with_slices else None,
     )

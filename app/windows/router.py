@@ -26,7 +26,7 @@ SegmentFilter = Annotated[
 router = APIRouter(prefix="/v1/models", tags=["metrics"], responses=responses.COMMON)
 
 
-def _epoch(ts: datetime | None) -> int | None:
+def epoch_seconds(ts: datetime | None) -> int | None:
     if ts is None:
         return None
     # Window starts are whole seconds, so start >= ceil(t) <=> start >= t (likewise end).
@@ -67,7 +67,7 @@ def get_metrics(
     With model_version and/or segment filters the same fields are computed on demand
     over the matching predictions only."""
     model = model_service.require_model(session=session, model_id=model_id)
-    start_s, end_s = _epoch(start), _epoch(end)
+    start_s, end_s = epoch_seconds(start), epoch_seconds(end)
     segments = _segments(segment or [])
     if start_s is not None and end_s is not None and start_s >= end_s:
         values: list[dict[str, object]] = []  # an empty range holds no window

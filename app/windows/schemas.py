@@ -8,6 +8,17 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class ReliabilityBin(BaseModel):
+    lower: float
+    upper: float
+    count: int = Field(description="labeled rows in the bin")
+    weight: float = Field(description="Σ w of those rows")
+    mean_predicted: float | None = Field(description="Σ w p / Σ w; null when empty")
+    observed_rate: float | None = Field(
+        description="Σ w y / Σ w (multiclass: top class was right); null when empty"
+    )
+
+
 class WindowOut(BaseModel):
     start: datetime
     end: datetime
@@ -23,7 +34,25 @@ class WindowOut(BaseModel):
     log_loss_median: float | None
     log_loss_p90: float | None
     expected_log_loss: float | None
-    accuracy: float | None
+    accuracy: float | None = Field(description="binary: p ≥ 0.5 is positive; multiclass: arg-max")
+    class_rates: dict[str, float] | None = Field(
+        default=None, description="multiclass: weighted class distribution of the labels"
+    )
+    class_log_loss: dict[str, float | None] | None = Field(
+        default=None, description="multiclass: log loss of the rows of each true class"
+    )
+    reliability: list[ReliabilityBin] | None = Field(
+        default=None,
+        description="10 equal-width bins of the predicted probability (binary: score; "
+        "multiclass: top-class confidence) over the labeled rows",
+    )
+    ece: float | None = Field(
+        default=None,
+        description="expected calibration error: Σ_b (W_b/W) |mean_predicted_b − observed_rate_b|",
+    )
+    calibration_gap: float | None = Field(
+        default=None, description="log_loss − expected_log_loss (> 0: worse than it expects)"
+    )
     computed_at: datetime
 
 

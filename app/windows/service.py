@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import is_postgres, session_scope
-from app.metrics import WindowStats, stats_by_group
 from app.models.models import MonitoredModel
-from app.windows import dirty
+from app.windows import dirty, slice_store
 from app.windows.models import WindowMetric
-from app.windows.reader import JoinedRows, read_joined
+from app.windows.reader import read_joined
+from app.windows.values import compute_stats, metric_values, row_values
 
 log = logging.getLogger(__name__)
 
@@ -79,34 +79,6 @@ def sweep_pending_actuals(*, session: Session) -> int:
     )
 
 
-def compute_stats(rows: JoinedRows, eps: float) -> dict[int, WindowStats]:
-    return stats_by_group(rows.window_starts, rows.scores, rows.labels, rows.weights, eps)
-
-
-def metric_values(
-    *, model_id: str, window_start: int, window_seconds: int, stats: WindowStats, now: datetime
-) -> dict[str, object]:
-    return {
-        "model_id": model_id,
-        "window_start": window_start,
-        "window_end": window_start + window_seconds,
-        "predictions": stats.predictions,
-        "labeled": stats.labeled,
-        "weight_sum": stats.weight_sum,
-        "label_coverage": stats.label_coverage,
-        "positive_rate": stats.positive_rate,
-        "log_loss": stats.log_loss,
-        "baseline_log_loss": stats.baseline_log_loss,
-        "skill": stats.skill,
-        "log_loss_stderr": stats.log_loss_stderr,
-        "log_loss_median": stats.log_loss_median,
-        "log_loss_p90": stats.log_loss_p90,
-        "expected_log_loss": stats.expected_log_loss,
-        "accuracy": stats.accuracy,
-        "computed_at": now,
-    }
-
-
 def _write_metrics(*, session: Session, values: list[dict[str, object]]) -> None:
     if not values:
         return
@@ -120,36 +92,49 @@ def _write_metrics(*, session: Session, values: list[dict[str, object]]) -> None
     session.execute(stmt)
 
 
+@dataclass
+class _Computed:
+    values: list[dict[str, object]] = field(default_factory=list)
+    slices: list[dict[str, object]] = field(default_factory=list)
+    empty: list[tuple[str, int]] = field(default_factory=list)  # no predictions any more
+
+
 def _compute_claims(
-    *, session: Session, claims: Sequence[dirty.Claim], now: datetime
-) -> tuple[list[dict[str, object]], list[tuple[str, int]]]:
-    """Returns (metric rows to upsert, windows that no longer have predictions)."""
+    *, session: Session, claims: Sequence[dirty.Claim], now: datetime, top_n: int
+) -> _Computed:
     by_model: dict[str, list[int]] = defaultdict(list)
     for c in claims:
         by_model[c.model_id].append(c.window_start)
-    values: list[dict[str, object]] = []
-    empty: list[tuple[str, int]] = []
+    out = _Computed()
     for model_id, starts in by_model.items():
         model = session.get(MonitoredModel, model_id)
         if model is None:  # deleted meanwhile; its rows cascade away
             continue
-        rows = read_joined(session=session, model_id=model_id, window_starts=starts)
+        rows = read_joined(
+            session=session,
+            model_id=model_id,
+            window_starts=starts,
+            multiclass=model.task == "multiclass",
+            with_slices=True,
+        )
         stats = compute_stats(rows, model.clip_eps)
         for ws in starts:
             st = stats.get(ws)
             if st is None or st.predictions == 0:
-                empty.append((model_id, ws))
+                out.empty.append((model_id, ws))
                 continue
-            values.append(
+            out.values.append(
                 metric_values(
                     model_id=model_id,
                     window_start=ws,
                     window_seconds=model.window_seconds,
                     stats=st,
                     now=now,
+                    classes=model.classes,
                 )
             )
-    return values, empty
+        out.slices.extend(slice_store.slice_values(rows=rows, model=model, top_n=top_n, now=now))
+    return out
 
 
 def compute_pass(
@@ -184,12 +169,20 @@ def compute_pass(
             break
         now = datetime.fromtimestamp(clock(), UTC)
         with session_scope(read_factory) as session:
-            values, empty = _compute_claims(session=session, claims=claims, now=now)
+            computed = _compute_claims(
+                session=session, claims=claims, now=now, top_n=settings.slice_top_n
+            )
         with session_scope(factory) as session:
             held = dirty.lock_own_claims(session=session, token=token, claims=claims)
-            values = [v for v in values if (v["model_id"], v["window_start"]) in held]
-            empty = [k for k in empty if k in held]
+            values = [v for v in computed.values if (v["model_id"], v["window_start"]) in held]
+            empty = [k for k in computed.empty if k in held]
             _write_metrics(session=session, values=values)
+            slice_rows = [v for v in computed.slices if (v["model_id"], v["window_start"]) in held]
+            slice_store.replace_slices(
+                session=session,
+                windows=sorted(held),
+                values=slice_rows,
+            )
             if empty:
                 session.execute(
                     delete(WindowMetric).where(
@@ -223,11 +216,6 @@ def compute_pass(
     return result
 
 
-def row_values(row: WindowMetric) -> dict[str, object]:
-    """A stored window as the same dict metric_values() builds."""
-    return {c.name: getattr(row, c.name) for c in WindowMetric.__table__.columns}
-
-
 def history(
     *,
     session: Session,
@@ -243,6 +231,42 @@ def history(
     return list(session.scalars(stmt.order_by(WindowMetric.window_start)))
 
 
+def _on_demand(
+    *,
+    session: Session,
+    model: MonitoredModel,
+    model_version: str | None,
+    segments: Sequence[tuple[str, str]],
+    now: datetime,
+    start: int | None = None,
+    end: int | None = None,
+    window_starts: Sequence[int] | None = None,
+) -> list[dict[str, object]]:
+    rows = read_joined(
+        session=session,
+        model_id=model.id,
+        window_starts=window_starts,
+        start=start,
+        end=end,
+        model_version=model_version,
+        segments=segments,
+        multiclass=model.task == "multiclass",
+    )
+    stats = compute_stats(rows, model.clip_eps)
+    return [
+        metric_values(
+            model_id=model.id,
+            window_start=ws,
+            window_seconds=model.window_seconds,
+            stats=stats[ws],
+            now=now,
+            classes=model.classes,
+        )
+        for ws in sorted(stats)
+        if stats[ws].predictions > 0
+    ]
+
+
 def filtered_history(
     *,
     session: Session,
@@ -253,24 +277,35 @@ def filtered_history(
     segments: Sequence[tuple[str, str]],
     now: datetime,
 ) -> list[dict[str, object]]:
-    """Windows restricted to a model version and/or segments, computed on demand."""
-    rows = read_joined(
-        session=session,
-        model_id=model.id,
-        start=start,
-        end=end,
-        model_version=model_version,
-        segments=segments,
-    )
-    stats = compute_stats(rows, model.clip_eps)
-    return [
-        metric_values(
-            model_id=model.id,
-            window_start=ws,
-            window_seconds=model.window_seconds,
-            stats=stats[ws],
+    """Windows restricted to a model version and/or segments.
+
+    A single version or segment is read from the precomputed slices (plus, on demand,
+    the windows where the value was not among the top N); combinations are computed
+    on demand from the matching predictions."""
+    single = slice_store.parse_slice(model_version, segments)
+    if single is None:
+        return _on_demand(
+            session=session,
+            model=model,
+            model_version=model_version,
+            segments=segments,
             now=now,
+            start=start,
+            end=end,
         )
-        for ws in sorted(stats)
-        if stats[ws].predictions > 0
-    ]
+    kind, key, value = single
+    stored, maybe = slice_store.read_slice(
+        session=session, model_id=model.id, kind=kind, key=key, value=value, start=start, end=end
+    )
+    out = [row_values(r) for r in stored]
+    if maybe:
+        out += _on_demand(
+            session=session,
+            model=model,
+            model_version=model_version,
+            segments=segments,
+            now=now,
+            window_starts=maybe,
+        )
+        out.sort(key=lambda v: int(v["window_start"]))  # type: ignore[call-overload]
+    return out

@@ -258,6 +258,7 @@ def _insert_prediction_unmarked(db: Db, model: str, row: Row) -> None:
                 ts_us=[row.ts * 1_000_000],
                 window_starts=[window_of(row.ts)],
                 scores=[row.score],
+                probabilities=[None],
                 model_versions=[row.model_version],
                 segments=[None],
             ),

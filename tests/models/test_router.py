@@ -68,11 +68,47 @@ def test_bad_definitions_are_422_and_store_nothing(client: TestClient, db: Db) -
     assert db.count("models") == 0
 
 
-def test_multiclass_is_not_yet_supported(client: TestClient, db: Db) -> None:
-    r = client.put("/v1/models/m", json={"task": "multiclass", "classes": ["cat", "dog"]})
-    assert r.status_code == 422
-    assert "not yet supported" in r.json()["detail"][0]["message"]
+def test_multiclass_model(client: TestClient, db: Db) -> None:
+    r = client.put("/v1/models/m", json={"task": "multiclass", "classes": ["cat", "dog", "fish"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["task"] == "multiclass"
+    assert r.json()["classes"] == ["cat", "dog", "fish"]
+    assert client.get("/v1/models/m").json()["classes"] == ["cat", "dog", "fish"]
+
+
+def test_multiclass_needs_unique_classes(client: TestClient, db: Db) -> None:
+    cases = [
+        {"task": "multiclass"},
+        {"task": "multiclass", "classes": ["cat"]},
+        {"task": "multiclass", "classes": ["cat", "cat"]},
+        {"task": "multiclass", "classes": ["cat", ""]},
+        {"task": "multiclass", "classes": None},
+        {"classes": ["cat", "dog"]},
+    ]
+    for body in cases:
+        r = client.put("/v1/models/m", json=body)
+        assert r.status_code == 422, (body, r.text)
     assert db.count("models") == 0
+
+
+def test_multiclass_classes_cannot_change_once_data_exists(client: TestClient, db: Db) -> None:
+    body = {"task": "multiclass", "classes": ["cat", "dog"]}
+    assert client.put("/v1/models/m", json=body).status_code == 200
+    # Without data the class list may still be corrected.
+    body["classes"] = ["cat", "dog", "fish"]
+    assert client.put("/v1/models/m", json=body).status_code == 200
+    probabilities = {"cat": 0.5, "dog": 0.25, "fish": 0.25}
+    r = client.post(
+        "/v1/models/m/predictions",
+        json={"predictions": [{"prediction_id": "a", "probabilities": probabilities}]},
+    )
+    assert r.status_code == 200, r.text
+    body["classes"] = ["cat", "fish", "dog"]
+    r = client.put("/v1/models/m", json=body)
+    assert r.status_code == 409
+    assert "classes" in r.json()["detail"]
+    r = client.put("/v1/models/m", json={"task": "binary"})
+    assert r.status_code == 409
 
 
 def test_model_id_pattern(client: TestClient) -> None:

@@ -35,6 +35,8 @@ FLOAT_FIELDS = (
     "log_loss_p90",
     "expected_log_loss",
     "accuracy",
+    "ece",
+    "calibration_gap",
 )
 METRIC_FIELDS = INT_FIELDS + FLOAT_FIELDS
 
@@ -128,6 +130,18 @@ def _quantile(losses: np.ndarray, w: np.ndarray, q: float) -> float:
     return pairs[-1][0]
 
 
+def reference_ece(predicted: Sequence[float], outcome: Sequence[float], w: Sequence[float]) -> float:
+    """Expected calibration error over 10 equal-width bins, row by row."""
+    sums: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for p, y, wi in zip(predicted, outcome, w, strict=True):
+        b = min(math.floor(p * 10), 9)
+        sums[b][0] += wi
+        sums[b][1] += wi * p
+        sums[b][2] += wi * y
+    total = sum(v[0] for v in sums.values())
+    return sum(v[0] / total * abs(v[1] / v[0] - v[2] / v[0]) for v in sums.values())
+
+
 def reference_metrics(
     scores: Sequence[float],
     labels: Sequence[float | None],
@@ -173,6 +187,10 @@ def reference_metrics(
         log_loss_median=_quantile(losses, w, 0.5),
         log_loss_p90=_quantile(losses, w, 0.9),
         accuracy=float(np.sum(w * ((p >= 0.5) == (y == 1.0))) / total),
+        ece=reference_ece(
+            np.asarray(scores, dtype=np.float64)[mask].tolist(), y.tolist(), w.tolist()
+        ),
+        calibration_gap=loss - out["expected_log_loss"],
     )
     return out
 

@@ -1,0 +1,135 @@
+"""Precomputed slice metrics: computed with their window, replaced with it, read back
+for filtered history queries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy.orm import Session
+
+from app.alerting.models import Monitor
+from app.models.models import MonitoredModel
+from app.windows import slices
+from app.windows.models import SliceMetric
+from app.windows.reader import JoinedRows
+from app.windows.values import compute_stats, metric_values
+
+
+def slice_values(
+    *,
+    rows: JoinedRows,
+    model: MonitoredModel,
+    top_n: int,
+    now: datetime,
+    pinned: Collection[tuple[str, str, str]] = (),
+) -> list[dict[str, object]]:
+    """Metric rows of every precomputed slice of the windows in `rows`."""
+    if rows.versions is None or rows.segments is None:
+        raise ValueError("slice_values needs rows read with_slices=True")
+    out: list[dict[str, object]] = []
+    for dimension in slices.dimensions(rows.versions, rows.segments):
+        always = frozenset(v for k, key, v in pinned if (k, key) == (dimension.kind, dimension.key))
+        groups = slices.group(dimension, rows.window_starts, top_n, always)
+        stats = compute_stats(rows.take(groups.rows), model.clip_eps, groups.group_keys)
+        for group_key, st in stats.items():
+            window_start, other, value = groups.decode(group_key)
+            values = metric_values(
+                model_id=model.id,
+                window_start=window_start,
+                window_seconds=model.window_seconds,
+                stats=st,
+                now=now,
+                classes=model.classes,
+            )
+            values.update(kind=dimension.kind, key=dimension.key, other=other, value=value)
+            out.append(values)
+    return out
+
+
+def pinned_slices(*, session: Session, model_id: str) -> set[tuple[str, str, str]]:
+    """(kind, key, value) of the slices the model's monitors watch: always precomputed,
+    so a monitor never depends on its value being among the top N."""
+    pinned: set[tuple[str, str, str]] = set()
+    for version, segment in session.execute(
+        select(Monitor.model_version, Monitor.segment).where(
+            Monitor.model_id == model_id,
+            or_(Monitor.model_version.is_not(None), Monitor.segment.is_not(None)),
+        )
+    ):
+        if version is not None:
+            pinned.add((slices.VERSION, "", version))
+        if segment is not None:
+            key, _, value = segment.partition(":")
+            pinned.add((slices.SEGMENT, key, value))
+    return pinned
+
+
+def replace_slices(
+    *, session: Session, windows: Sequence[tuple[str, int]], values: list[dict[str, object]]
+) -> None:
+    """Delete the windows' slice rows and insert their new ones (top N can change)."""
+    by_model: dict[str, list[int]] = defaultdict(list)
+    for model_id, window_start in windows:
+        by_model[model_id].append(window_start)
+    for model_id, starts in sorted(by_model.items()):
+        session.execute(
+            delete(SliceMetric).where(
+                SliceMetric.model_id == model_id, SliceMetric.window_start.in_(sorted(starts))
+            )
+        )
+    if values:
+        session.execute(insert(SliceMetric), values)
+
+
+def parse_slice(
+    model_version: str | None, segments: Sequence[tuple[str, str]]
+) -> tuple[str, str, str] | None:
+    """(kind, key, value) when the filter is a single precomputed dimension."""
+    if model_version is not None and not segments:
+        return slices.VERSION, "", model_version
+    if model_version is None and len(segments) == 1:
+        return slices.SEGMENT, segments[0][0], segments[0][1]
+    return None
+
+
+def read_slice(
+    *,
+    session: Session,
+    model_id: str,
+    kind: str,
+    key: str,
+    value: str,
+    start: int | None,
+    end: int | None,
+) -> tuple[list[SliceMetric], list[int]]:
+    """The slice's stored windows, and the windows where its value may hide in `other`
+    (those have an other row for the dimension and no row of the value's own)."""
+    conditions = [
+        SliceMetric.model_id == model_id,
+        SliceMetric.kind == kind,
+        SliceMetric.key == key,
+    ]
+    if start is not None:
+        conditions.append(SliceMetric.window_start >= start)
+    if end is not None:
+        conditions.append(SliceMetric.window_start < end)
+    found = list(
+        session.scalars(
+            select(SliceMetric)
+            .where(
+                *conditions,
+                or_(
+                    and_(SliceMetric.other.is_(False), SliceMetric.value == value),
+                    SliceMetric.other.is_(True),
+                ),
+            )
+            .order_by(SliceMetric.window_start)
+        )
+    )
+    own = [r for r in found if not r.other]
+    have = {r.window_start for r in own}
+    maybe = sorted({r.window_start for r in found if r.other} - have)
+    return own, maybe
