@@ -101,6 +101,8 @@ class ModelIn(BaseModel):
 
     @model_validator(mode="after")
     def _task_classes(self) -> ModelIn:
+        if "classes" in self.model_fields_set and self.classes is None:
+            raise ValueError("classes must be a list of class names (leave it out for binary)")
         if self.task == "binary" and self.classes is not None:
             raise ValueError("classes is only for task 'multiclass'")
         if self.task == "multiclass" and self.classes is None:

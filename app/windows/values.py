@@ -16,6 +16,8 @@ def compute_stats(
     rows: JoinedRows, eps: float, group_keys: np.ndarray | None = None
 ) -> dict[int, WindowStats]:
     """Stats per group key (default: per window start)."""
+    if len(rows) == 0:
+        return {}  # (a multiclass read of no rows does not know K)
     keys = rows.window_starts if group_keys is None else group_keys
     if rows.probabilities is not None:
         return multiclass_stats_by_group(keys, rows.probabilities, rows.labels, rows.weights, eps)
