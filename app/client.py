@@ -366,6 +366,26 @@ class Client:
         windows: list[dict[str, Any]] = body["windows"]
         return windows
 
+    def compare(
+        self,
+        model_a: str,
+        model_b: str,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        versions: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Champion (a) vs challenger (b): log-loss difference b - a per window and
+        overall, paired on the prediction ids both scored (GET /v1/compare)."""
+        params: list[tuple[str, str]] = [("models", f"{model_a},{model_b}")]
+        for name, value in (("start", start), ("end", end)):
+            text = _timestamp_param(name, value)
+            if text is not None:
+                params.append((name, text))
+        if versions is not None:
+            params.append(("versions", ",".join(versions)))
+        result: dict[str, Any] = self._json(self._request("GET", "/v1/compare", params=params))
+        return result
+
     # -- ingestion
 
     def log_predictions(

@@ -245,3 +245,24 @@ def test_auth_errors_and_rate_limit(db: Db, tmp_path: Path) -> None:
             assert rinfo.value.retry_after is not None and rinfo.value.retry_after > 60
     finally:
         stop_server(server)
+
+
+def test_compare_champion_and_challenger(db: Db, proxy: Proxy) -> None:
+    with Client(proxy.url) as lm:
+        for model in ("champ", "chall"):
+            lm.put_model(model, window="1h")
+        items = preds(100)
+        lm.log_predictions("champ", items)
+        # The challenger is sharper on the same ids: closer to the 0/1 labels.
+        lm.log_predictions(
+            "chall",
+            [{**p, "score": 0.9 if i % 2 else 0.1} for i, p in enumerate(items)],
+        )
+        lm.log_actuals("champ", acts(100))
+        result = lm.compare("champ", "chall", start=T0, end=T0 + timedelta(days=1))
+        assert result["paired"] is True
+        assert result["overall"]["n"] == 100
+        assert result["overall"]["difference"] < 0  # b beats a
+        assert len(result["windows"]) == 2
+        with pytest.raises(NotFound):
+            lm.compare("champ", "nope")
