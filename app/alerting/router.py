@@ -40,6 +40,8 @@ def monitor_out(m: Monitor) -> MonitorOut:
         rule=m.rule,
         min_labeled=m.min_labeled,
         for_windows=m.for_windows,
+        model_version=m.model_version,
+        segment=m.segment,
         webhook_url=m.webhook_url,
         has_webhook_secret=m.webhook_secret_enc is not None,
         webhook_disabled_at=m.webhook_disabled_at,

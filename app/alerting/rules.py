@@ -20,43 +20,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
+# Re-exported: callers and tests know the points and every rule type from here.
+from app.alerting.points import WindowPoint as WindowPoint
+from app.alerting.points import point_from_stats as point_from_stats
+from app.alerting.rule_base import RuleBase
+from app.alerting.window_rules import CalibrationGapAbove as CalibrationGapAbove
+from app.alerting.window_rules import LabelCoverageBelow as LabelCoverageBelow
+from app.alerting.window_rules import (
+    calibration_evaluable,
+    calibration_holds,
+    coverage_evaluable,
+    coverage_holds,
+)
 from app.api.json_types import Timestamp, TrendWindows
 
-if TYPE_CHECKING:
-    from app.metrics.window import WindowStats
-
-
-# --------------------------------------------------------------------------- points
-
-
-@dataclass(frozen=True, slots=True)
-class WindowPoint:
-    """One computed metric window, as the evaluator sees it."""
-
-    window_start: int  # epoch seconds
-    labeled: int
-    weight_sum: float
-    log_loss: float | None
-    log_loss_stderr: float | None
-    skill: float | None
-    baseline_log_loss: float | None
-
-
-def point_from_stats(window_start: int, stats: WindowStats) -> WindowPoint:
-    """The fields of a freshly computed window that the rules look at."""
-    return WindowPoint(
-        window_start=window_start,
-        labeled=stats.labeled,
-        weight_sum=stats.weight_sum,
-        log_loss=stats.log_loss,
-        log_loss_stderr=stats.log_loss_stderr,
-        skill=stats.skill,
-        baseline_log_loss=stats.baseline_log_loss,
-    )
+# --------------------------------------------------------------------------- reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,22 +105,7 @@ _ALPHA_DESCRIPTION = (
 )
 
 
-def _type_is_required(schema: dict[str, Any]) -> None:
-    # The discriminated union needs `type` in every API body (the Python default only
-    # serves direct construction), so the published schema must say it is required.
-    required = schema.setdefault("required", [])
-    if "type" not in required:
-        required.insert(0, "type")
-
-
-class _RuleBase(BaseModel):
-    # Rule bodies come from API clients and are stored verbatim as JSON: unknown keys
-    # are rejected (a typo like "treshold" must not silently fall back to a default) and
-    # a parsed rule is immutable so it can be shared safely.
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_type_is_required)
-
-
-class LogLossAbove(_RuleBase):
+class LogLossAbove(RuleBase):
     """The window's log loss exceeds a fixed threshold (no significance test)."""
 
     type: Literal["log_loss_above"] = "log_loss_above"
@@ -150,7 +117,7 @@ class LogLossAbove(_RuleBase):
     )
 
 
-class SkillBelow(_RuleBase):
+class SkillBelow(RuleBase):
     """The window's skill (1 − L / baseline) falls below a threshold."""
 
     type: Literal["skill_below"] = "skill_below"
@@ -165,7 +132,7 @@ class SkillBelow(_RuleBase):
     )
 
 
-class Trend(_RuleBase):
+class Trend(RuleBase):
     """Log loss rises with statistical significance over the last K evaluated windows.
 
     A one-sided z test on the weighted least-squares slope, with precision weights from
@@ -184,7 +151,7 @@ class Trend(_RuleBase):
     alpha: float = Field(default=0.01, gt=0.0, lt=0.5, strict=True, description=_ALPHA_DESCRIPTION)
 
 
-class RelativeToReference(_RuleBase):
+class RelativeToReference(RuleBase):
     """Log loss exceeds the reference period's by more than ``max_increase``, significantly."""
 
     type: Literal["relative_to_reference"] = "relative_to_reference"
@@ -218,7 +185,12 @@ class RelativeToReference(_RuleBase):
 
 
 Rule = Annotated[
-    LogLossAbove | SkillBelow | Trend | RelativeToReference,
+    LogLossAbove
+    | SkillBelow
+    | Trend
+    | RelativeToReference
+    | CalibrationGapAbove
+    | LabelCoverageBelow,
     Field(discriminator="type"),
 ]
 
@@ -348,6 +320,10 @@ def holds(
         return _trend_holds(rule, history)
     if isinstance(rule, RelativeToReference):
         return _relative_holds(rule, last, reference)
+    if isinstance(rule, CalibrationGapAbove):
+        return calibration_holds(rule, last)
+    if isinstance(rule, LabelCoverageBelow):
+        return coverage_holds(rule, last)
     raise TypeError(f"unknown rule type {type(rule).__name__}")
 
 
@@ -430,12 +406,21 @@ class Verdict:
     holds_last: bool | None  # holds() at the newest point (None: not judgeable)
 
 
-def evaluable(points: Sequence[WindowPoint], min_labeled: int) -> list[WindowPoint]:
+def evaluable(
+    points: Sequence[WindowPoint], min_labeled: int, rule: Rule | None = None
+) -> list[WindowPoint]:
     """The points the rules are judged on: enough labels and a log loss.
 
     Thin windows are skipped rather than treated as healthy: "no data" must neither
     fire nor resolve an alert, and it must not break a run of bad windows either.
+    ``calibration_gap_above`` needs a calibration gap instead of a log loss;
+    ``label_coverage_below`` gates on predictions and skips its grace windows (see
+    window_rules.py).
     """
+    if isinstance(rule, CalibrationGapAbove):
+        return calibration_evaluable(points, min_labeled)
+    if isinstance(rule, LabelCoverageBelow):
+        return coverage_evaluable(points, min_labeled, rule.grace_windows)
     return [p for p in points if p.labeled >= min_labeled and p.log_loss is not None]
 
 
@@ -450,14 +435,15 @@ def evaluate(
     """Judge a model's recent windows (oldest first, unfiltered).
 
     Windows with fewer than ``min_labeled`` labeled rows or no log loss are dropped
-    first. The rule is then judged at each remaining point using only the points up to
-    it; ``firing`` iff there are at least ``for_windows`` evaluated points and the rule
+    first (:func:`evaluable` says how the calibration and coverage rules differ). The
+    rule is then judged at each remaining point using only the points up to it;
+    ``firing`` iff there are at least ``for_windows`` evaluated points and the rule
     holds (True, not None) at each of the last ``for_windows`` of them. An unjudgeable
     point among them therefore blocks firing: an alert needs positive evidence.
     """
     if for_windows < 1:
         raise ValueError("for_windows must be >= 1")
-    evaluated = evaluable(points, min_labeled)
+    evaluated = evaluable(points, min_labeled, rule)
     if not evaluated:
         return Verdict(firing=False, last=None, holds_last=None)
     n = len(evaluated)
@@ -489,10 +475,13 @@ def lookback(rule: Rule, for_windows: int) -> int:
 
     Each of the last ``for_windows`` judgements looks at its own point, and a trend
     also at the K − 1 points before it. (The reference period of a relative rule is
-    loaded separately and pooled with :func:`reference_from`.)
+    loaded separately and pooled with :func:`reference_from`.) A coverage rule also
+    needs its grace windows after them: evaluate() must see them to know what to skip.
     """
     if for_windows < 1:
         raise ValueError("for_windows must be >= 1")
     if isinstance(rule, Trend):
         return for_windows + rule.windows - 1
+    if isinstance(rule, LabelCoverageBelow):
+        return for_windows + rule.grace_windows
     return for_windows

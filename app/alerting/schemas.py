@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from app.alerting.rules import Rule
-from app.api.json_types import NameText, PositiveInt, WindowCount
+from app.api.json_types import NameText, PositiveInt, VersionText, WindowCount
 
 WebhookUrl = Annotated[
     AnyHttpUrl,
@@ -28,13 +37,49 @@ WEBHOOK_SECRET_PATTERN = (
 )
 
 
+# Same form as the metrics endpoint's ?segment= filter: the key as ingestion accepts
+# it, then the value (non-empty, may itself contain ':').
+SEGMENT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[^\x00]+$"
+SegmentText = Annotated[str, StringConstraints(pattern=SEGMENT_PATTERN, max_length=400)]
+
+_VERSION_DESCRIPTION = (
+    "Watch only this model version's windows (the slice GET .../metrics?model_version= "
+    "reports) instead of the whole model. At most one of model_version and segment."
+)
+_SEGMENT_DESCRIPTION = (
+    "Watch only this segment's windows, as key:value (the slice GET "
+    ".../metrics?segment=key:value reports). min_labeled is then the minimum size of the "
+    "segment's window. At most one of model_version and segment."
+)
+_BOTH_SLICES = "give model_version or segment, not both (a monitor watches one slice)"
+
+
+def _at_most_one_slice(schema: dict[str, Any]) -> None:
+    # Published so schema-driven clients (and schemathesis) never build a body that is
+    # refused: exactly "both present and both non-null", as the validator checks.
+    schema["not"] = {
+        "required": ["model_version", "segment"],
+        "properties": {"model_version": {"type": "string"}, "segment": {"type": "string"}},
+    }
+
+
+def _check_one_slice(segment: str | None, info: ValidationInfo) -> str | None:
+    # A validator on `segment` (declared after model_version) so that the 422 names a
+    # field, as every other body error does.
+    if segment is not None and info.data.get("model_version") is not None:
+        raise ValueError(_BOTH_SLICES)
+    return segment
+
+
 class MonitorIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_at_most_one_slice)
 
     name: NameText = Field(description="unique per model")
     rule: Rule
     min_labeled: PositiveInt = Field(
-        default=200, description="windows with fewer labeled rows are not evaluated"
+        default=200,
+        description="windows with fewer labeled rows are not evaluated (label_coverage_below: "
+        "fewer predictions)",
     )
     for_windows: WindowCount = Field(
         default=1, description="consecutive evaluated windows before firing"
@@ -47,12 +92,20 @@ class MonitorIn(BaseModel):
         "generated when omitted. Returned once, in the creation response.",
     )
     enabled: StrictBool = True
+    model_version: VersionText | None = Field(default=None, description=_VERSION_DESCRIPTION)
+    segment: SegmentText | None = Field(default=None, description=_SEGMENT_DESCRIPTION)
+
+    _one_slice = field_validator("segment")(_check_one_slice)
 
 
 class MonitorUpdate(BaseModel):
-    """PUT body: fields left out keep their value."""
+    """PUT body: fields left out keep their value.
 
-    model_config = ConfigDict(extra="forbid")
+    model_version and segment together name the monitor's slice: setting one of them
+    replaces the slice (the other is cleared), null goes back to the whole model.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_at_most_one_slice)
 
     name: NameText | None = None
     rule: Rule | None = None
@@ -61,6 +114,16 @@ class MonitorUpdate(BaseModel):
     webhook_url: WebhookUrl | None = None
     webhook_secret: str | None = Field(default=None, pattern=WEBHOOK_SECRET_PATTERN)
     enabled: StrictBool | None = None
+    model_version: VersionText | None = Field(
+        default=None,
+        description=_VERSION_DESCRIPTION + " Setting it clears segment; null: whole model.",
+    )
+    segment: SegmentText | None = Field(
+        default=None,
+        description=_SEGMENT_DESCRIPTION + " Setting it clears model_version; null: whole model.",
+    )
+
+    _one_slice = field_validator("segment")(_check_one_slice)
 
 
 class MonitorOut(BaseModel):
@@ -71,6 +134,8 @@ class MonitorOut(BaseModel):
     rule: dict[str, Any]
     min_labeled: int
     for_windows: int
+    model_version: str | None = Field(description="the watched model version, if any")
+    segment: str | None = Field(description="the watched segment key:value, if any")
     webhook_url: str | None
     has_webhook_secret: bool
     webhook_disabled_at: datetime | None = Field(

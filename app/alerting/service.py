@@ -19,16 +19,13 @@ from sqlalchemy import desc, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.alerting import rules
+from app.alerting import rules, series
 from app.alerting.models import Alert, Monitor
 from app.alerting.schemas import MonitorIn, MonitorUpdate
 from app.api.errors import ApiError
 from app.config import Settings
 from app.notify import outbox, secrets, signing, ssrf
 from app.notify.models import WebhookDelivery
-from app.windows import service as window_service
-from app.windows.models import WindowMetric
-from app.windows.schemas import window_out
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +66,9 @@ def create_monitor(
     _check_webhook(url, settings)
     secret = body.webhook_secret or (signing.generate_secret() if url else None)
     cipher = secrets.load_cipher(settings)
+    backfill = _needs_backfill(
+        session, model_id, None, series.watched_slice(body.model_version, body.segment)
+    )
     monitor = Monitor(
         id=new_id("mon"),
         model_id=model_id,
@@ -82,6 +82,8 @@ def create_monitor(
         enabled=body.enabled,
         state="pending",
         current_alert_id=None,
+        model_version=body.model_version,
+        segment=body.segment,
         last_evaluated_window=None,
         needs_eval=True,
         evaluated_at=None,
@@ -90,7 +92,34 @@ def create_monitor(
     )
     session.add(monitor)
     _flush_unique(session, model_id, body.name)
+    if backfill:
+        series.recompute_history(session=session, model_id=model_id)
     return monitor, secret
+
+
+def _needs_backfill(
+    session: Session, model_id: str, before: series.Slice | None, after: series.Slice | None
+) -> bool:
+    """Must the model's computed windows be recomputed for a monitor now watching
+    `after` (see series.recompute_history)? Not when the slice is unchanged, or already
+    watched (so pinned and precomputed) by another monitor of the model."""
+    if after is None or after == before:
+        return False
+    return not series.is_pinned(session=session, model_id=model_id, watched=after)
+
+
+def _slice_update(monitor: Monitor, body: MonitorUpdate) -> tuple[str | None, str | None]:
+    """(model_version, segment) after the update: setting one replaces the slice."""
+    given = body.model_fields_set
+    if body.segment is not None:
+        return None, body.segment
+    if body.model_version is not None:
+        return body.model_version, None
+    # Only explicit nulls (or nothing) given: clear what was nulled, keep the rest.
+    return (
+        None if "model_version" in given else monitor.model_version,
+        None if "segment" in given else monitor.segment,
+    )
 
 
 def _flush_unique(session: Session, model_id: str, name: str) -> None:
@@ -137,9 +166,16 @@ def update_monitor(
     for name in ("min_labeled", "for_windows", "enabled"):
         if name in given and getattr(body, name) is not None:
             setattr(monitor, name, getattr(body, name))
+    version, segment = _slice_update(monitor, body)
+    before = series.watched_slice(monitor.model_version, monitor.segment)
+    after = series.watched_slice(version, segment)
+    backfill = _needs_backfill(session, monitor.model_id, before, after)
+    monitor.model_version, monitor.segment = version, segment
     monitor.needs_eval = True
     monitor.updated_at = now
     _flush_unique(session, monitor.model_id, monitor.name)
+    if backfill:
+        series.recompute_history(session=session, model_id=monitor.model_id)
     return monitor
 
 
@@ -160,51 +196,6 @@ def mark_models_changed(*, session: Session, model_ids: Iterable[str]) -> None:
 
 
 # --- evaluation ----------------------------------------------------------------------
-
-
-def window_payload(row: WindowMetric) -> dict[str, Any]:
-    """The metric window exactly as GET .../metrics reports it (the webhook's `window`)."""
-    return window_out(window_service.row_values(row)).model_dump(mode="json")
-
-
-def _point(row: WindowMetric) -> rules.WindowPoint:
-    return rules.WindowPoint(
-        window_start=row.window_start,
-        labeled=row.labeled,
-        weight_sum=row.weight_sum,
-        log_loss=row.log_loss,
-        log_loss_stderr=row.log_loss_stderr,
-        skill=row.skill,
-        baseline_log_loss=row.baseline_log_loss,
-    )
-
-
-def _recent_windows(session: Session, monitor: Monitor, count: int) -> list[WindowMetric]:
-    rows = session.scalars(
-        select(WindowMetric)
-        .where(
-            WindowMetric.model_id == monitor.model_id,
-            WindowMetric.labeled >= monitor.min_labeled,
-            WindowMetric.log_loss.is_not(None),
-        )
-        .order_by(desc(WindowMetric.window_start))
-        .limit(count)
-    ).all()
-    return list(reversed(rows))
-
-
-def _reference(session: Session, monitor: Monitor, rule: Any) -> rules.Reference | None:
-    if not isinstance(rule, rules.RelativeToReference):
-        return None
-    start, end = rules.reference_range(rule)
-    rows = session.scalars(
-        select(WindowMetric).where(
-            WindowMetric.model_id == monitor.model_id,
-            WindowMetric.window_start >= start,
-            WindowMetric.window_start < end,
-        )
-    ).all()
-    return rules.reference_from([_point(r) for r in rows])
 
 
 def _payload(kind: str, alert: Alert, window: dict[str, Any]) -> dict[str, Any]:
@@ -238,17 +229,29 @@ def _notify(session: Session, monitor: Monitor, alert: Alert, kind: str, now: da
     )
 
 
+def _snapshot(monitor: Monitor) -> dict[str, Any]:
+    # The monitor as it fired (payload `monitor`): a later rename or slice change must
+    # not rewrite what the alert was about.
+    return {
+        "id": monitor.id,
+        "name": monitor.name,
+        "rule": monitor.rule,
+        "model_version": monitor.model_version,
+        "segment": monitor.segment,
+    }
+
+
 def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> rules.Verdict:
     """Evaluate one (locked) monitor; write any transition with its outbox row."""
     rule = rules.parse_rule(monitor.rule)
-    rows = _recent_windows(session, monitor, rules.lookback(rule, monitor.for_windows))
+    rows = series.recent_windows(session=session, monitor=monitor, rule=rule)
     by_start = {r.window_start: r for r in rows}
     verdict = rules.evaluate(
         rule,
-        [_point(r) for r in rows],
+        [series.point(r) for r in rows],
         for_windows=monitor.for_windows,
         min_labeled=monitor.min_labeled,
-        reference=_reference(session, monitor, rule),
+        reference=series.reference(session=session, monitor=monitor, rule=rule),
     )
     action = rules.transition(monitor.state == "firing", verdict)
     last = by_start[verdict.last.window_start] if verdict.last else None
@@ -261,9 +264,9 @@ def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> ru
             started_at=now,
             resolved_at=None,
             window_start=last.window_start,
-            window=window_payload(last),
+            window=series.window_payload(last),
             resolved_window=None,
-            monitor_snapshot={"id": monitor.id, "name": monitor.name, "rule": monitor.rule},
+            monitor_snapshot=_snapshot(monitor),
         )
         session.add(alert)
         session.flush()
@@ -280,7 +283,7 @@ def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> ru
         if alert_or_none is not None:
             alert_or_none.state = "resolved"
             alert_or_none.resolved_at = now
-            alert_or_none.resolved_window = window_payload(last)
+            alert_or_none.resolved_window = series.window_payload(last)
             session.flush()
             _notify(session, monitor, alert_or_none, "alert.resolved", now)
             log.info("alert %s resolved: monitor %s", alert_or_none.id, monitor.id)

@@ -31,6 +31,13 @@ def categorical_entropy(rates: npt.ArrayLike) -> float:
         raise ValueError("rates must be a non-empty 1-D array")
     if not np.all((r >= 0.0) & (r <= 1.0)):
         raise ValueError("rates must lie in [0, 1]")
+    if np.count_nonzero(r) <= 1 or np.any(r == 1.0):
+        # One certain class: callers test `baseline == 0` to null out skill, so this
+        # must be an exact 0.0, as in baseline_log_loss. Counting the non-zero rates
+        # catches it even when rounding left that class a hair below 1.0 (its weights
+        # summed in a different order than the total); a rate of exactly 1.0 leaves the
+        # others nothing but rounding residue.
+        return 0.0
     # log(1) = 0 stands in for the 0 ln 0 terms so no -inf/nan appears.
     terms = r * np.log(np.where(r > 0.0, r, 1.0))
     return float(-terms.sum()) + 0.0

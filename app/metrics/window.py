@@ -12,6 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 from app.metrics.baseline import baseline_log_loss
+from app.metrics.calibration import ReliabilityBin, reliability_table
+from app.metrics.groups import check_group_keys, group_rows
 from app.metrics.logloss import DEFAULT_EPS, binary_entropy, binary_losses, clip
 from app.metrics.stats import weighted_quantiles, weighted_stderr
 
@@ -37,6 +39,18 @@ class WindowStats:
     # the clipped score: what the model expects to score if calibrated.
     expected_log_loss: float | None
     accuracy: float | None  # sum w [(p >= 0.5) == y] / sum w
+    # Multiclass only: weighted class distribution of the labeled rows (index = class).
+    class_rates: tuple[float, ...] | None = None
+    # Multiclass only: log loss of the rows of each true class (None: no row of that
+    # class, or only zero-weight ones).
+    class_log_loss: tuple[float | None, ...] | None = None
+    # Binary: on the raw score vs y; multiclass: on the top-label confidence vs "the
+    # arg-max was right".
+    reliability: tuple[ReliabilityBin, ...] | None = None
+    ece: float | None = None
+    # log_loss - expected_log_loss (as reported): > 0 the model does worse than it
+    # expects of itself (typically overconfident), < 0 better than it expects.
+    calibration_gap: float | None = None
 
 
 def _check_inputs(
@@ -131,6 +145,9 @@ def binary_window_stats(
     median, p90 = (float(x) for x in weighted_quantiles(losses, w, _QUANTILE_LEVELS))
     correct = (p >= 0.5) == positive
     accuracy = float(w[correct].sum()) / weight_sum
+    # The raw score, not the clipped one: clipping exists only to keep the logarithm
+    # finite, while the table should show what the model actually said.
+    reliability, ece = reliability_table(s[mask], y, w)
 
     return WindowStats(
         predictions=predictions,
@@ -146,6 +163,9 @@ def binary_window_stats(
         log_loss_p90=p90,
         expected_log_loss=expected,
         accuracy=accuracy,
+        reliability=reliability,
+        ece=ece,
+        calibration_gap=log_loss - expected,
     )
 
 
@@ -160,23 +180,10 @@ def stats_by_group(
 
     Lets many windows be computed from one query result with a single sort.
     """
-    keys = np.asarray(group_keys)
-    if keys.ndim != 1 or not np.issubdtype(keys.dtype, np.integer):
-        raise ValueError("group_keys must be a 1-D integer array")
+    keys = check_group_keys(group_keys)
     s, y, w = _check_inputs(scores, labels, weights)
     if keys.shape != s.shape:
         raise ValueError("group_keys must have the same length as scores")
-    if keys.size == 0:
-        return {}
-
-    # A stable sort keeps each group's rows in their original order, so every group sees
-    # exactly the arrays (and summation order) a direct per-group call would.
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    starts = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-    group_rows = np.split(order, starts)
-    group_ids = sorted_keys[np.concatenate(([0], starts))]
     return {
-        int(key): binary_window_stats(s[rows], y[rows], w[rows], eps)
-        for key, rows in zip(group_ids, group_rows, strict=True)
+        key: binary_window_stats(s[rows], y[rows], w[rows], eps) for key, rows in group_rows(keys)
     }

@@ -133,7 +133,10 @@ def _compute_claims(
                     classes=model.classes,
                 )
             )
-        out.slices.extend(slice_store.slice_values(rows=rows, model=model, top_n=top_n, now=now))
+        pinned = slice_store.pinned_slices(session=session, model_id=model_id)
+        out.slices.extend(
+            slice_store.slice_values(rows=rows, model=model, top_n=top_n, now=now, pinned=pinned)
+        )
     return out
 
 

@@ -22,6 +22,7 @@ from app.metrics import (
     weighted_quantile,
     weighted_stderr,
 )
+from tests.metrics.reference import assert_plain_types
 
 # Table 1/2 of article 000: actual clicks of the ten users (five of ten clicked).
 BALANCED_LABELS = np.array([1, 0, 1, 1, 1, 0, 0, 1, 0, 0], dtype=np.float64)
@@ -207,11 +208,24 @@ def test_window_with_unlabeled_rows_and_empty_window() -> None:
 
 def test_window_floats_are_plain_python_floats() -> None:
     stats = _window(TABLE4_SCORES, IMBALANCED_LABELS)
+    multiclass_only = ("class_rates", "class_log_loss")
     for name in WindowStats.__slots__:
         value = getattr(stats, name)
-        assert value is not None
-        expected_type = int if name in ("predictions", "labeled") else float
-        assert type(value) is expected_type, name
+        assert (value is None) == (name in multiclass_only), name
+    assert_plain_types(stats)
+
+
+def test_table4_calibration() -> None:
+    stats = _window(TABLE4_SCORES, IMBALANCED_LABELS)
+    assert stats.reliability is not None
+    # Bin 1 holds 0.10 x3, 0.12, 0.15 x2 (sum 0.72), bin 2 holds 0.20 x2, 0.22 (sum 0.62):
+    # nobody there clicked. Bin 8 holds the one click, predicted at 0.80. So
+    # ECE = (6/10 * 0.72/6) + (3/10 * 0.62/3) + (1/10 * 0.2) = (0.72 + 0.62 + 0.2) / 10.
+    assert [b.count for b in stats.reliability] == [0, 6, 3, 0, 0, 0, 0, 0, 1, 0]
+    assert [b.observed_rate for b in stats.reliability if b.count] == [0.0, 0.0, 1.0]
+    assert stats.ece == pytest.approx(0.154, rel=1e-12)
+    assert stats.log_loss is not None and stats.expected_log_loss is not None
+    assert stats.calibration_gap == stats.log_loss - stats.expected_log_loss
 
 
 def test_invalid_inputs_rejected() -> None:

@@ -18,6 +18,7 @@ from app.metrics import (
     weighted_quantile,
     weighted_quantiles,
 )
+from tests.metrics.reference import assert_table_matches, reference_reliability
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -104,6 +105,8 @@ def test_window_matches_references(win: Window) -> None:
     if n == 0:
         assert stats.log_loss is None and stats.positive_rate is None
         assert stats.log_loss_stderr is None and stats.accuracy is None
+        assert stats.reliability is None and stats.ece is None
+        assert stats.calibration_gap is None
         return
 
     y = win.labels[labeled]
@@ -135,6 +138,15 @@ def test_window_matches_references(win: Window) -> None:
 
     correct = (p >= 0.5) == (y == 1.0)
     assert close(stats.accuracy, math.fsum(w * correct) / total)
+
+    # Calibration is judged on the raw score, not the clipped one.
+    ref_table, ref_ece = reference_reliability(win.scores[labeled].tolist(), y.tolist(), w.tolist())
+    assert stats.reliability is not None
+    assert_table_matches(stats.reliability, ref_table)
+    assert ref_ece is not None and close(stats.ece, ref_ece)
+    assert stats.expected_log_loss is not None and stats.log_loss is not None
+    assert stats.calibration_gap == stats.log_loss - stats.expected_log_loss
+    assert stats.class_rates is None and stats.class_log_loss is None
 
     for got, level in ((stats.log_loss_median, 0.5), (stats.log_loss_p90, 0.9)):
         assert got is not None

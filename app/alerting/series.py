@@ -1,0 +1,170 @@
+"""Where a monitor's windows come from, and which of them its rule is judged on.
+
+A monitor watches the whole model (window_metrics rows) or one slice of it: one model
+version or one segment key:value (slice_metrics rows of that value, other = false).
+Both tables carry the same metric columns, so one set of queries serves both and the
+rules see the same :class:`WindowPoint` either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Select, desc, select
+from sqlalchemy.orm import Session
+
+from app.alerting import rules
+from app.alerting.models import Monitor
+from app.windows import dirty, slice_store
+from app.windows.models import SEGMENT, VERSION, SliceMetric, WindowMetric
+from app.windows.schemas import window_out
+from app.windows.values import row_values
+
+MetricRow = WindowMetric | SliceMetric
+MetricTable = type[WindowMetric] | type[SliceMetric]
+Slice = tuple[str, str, str]  # (kind, key, value) as slice_metrics stores it
+
+# Window starts per mark_dirty statement: 3 bound parameters each keeps one statement
+# well under PostgreSQL's 65,535 and SQLite's 32,766 parameters on a long history.
+_MARK_CHUNK = 5000
+
+
+def watched_slice(model_version: str | None, segment: str | None) -> Slice | None:
+    """The slice a monitor watches (None: the whole model)."""
+    if model_version is not None:
+        return VERSION, "", model_version
+    if segment is not None:
+        key, _, value = segment.partition(":")  # keys never contain ':', values may
+        return SEGMENT, key, value
+    return None
+
+
+def _source(monitor: Monitor) -> tuple[MetricTable, list[ColumnElement[bool]]]:
+    watched = watched_slice(monitor.model_version, monitor.segment)
+    if watched is None:
+        return WindowMetric, [WindowMetric.model_id == monitor.model_id]
+    kind, key, value = watched
+    # Only the value's own rows: an `other` row mixes many values. Monitors' slices are
+    # pinned (always precomputed), so the value never hides in `other`.
+    return SliceMetric, [
+        SliceMetric.model_id == monitor.model_id,
+        SliceMetric.kind == kind,
+        SliceMetric.key == key,
+        SliceMetric.other.is_(False),
+        SliceMetric.value == value,
+    ]
+
+
+def _select(table: MetricTable) -> Select[MetricRow]:
+    # select() of a union of mapped classes is typed as their common Base; the rows are
+    # instances of the one table given.
+    return cast("Select[MetricRow]", select(table))
+
+
+def _gate(table: MetricTable, rule: rules.Rule, min_labeled: int) -> list[ColumnElement[bool]]:
+    # The SQL twin of rules.evaluable() (minus the coverage rule's grace windows, which
+    # recent_windows handles): the LIMIT must count only windows the rule is judged on.
+    if isinstance(rule, rules.LabelCoverageBelow):
+        return [table.predictions >= min_labeled, table.label_coverage.is_not(None)]
+    if isinstance(rule, rules.CalibrationGapAbove):
+        return [table.labeled >= min_labeled, table.calibration_gap.is_not(None)]
+    return [table.labeled >= min_labeled, table.log_loss.is_not(None)]
+
+
+def recent_windows(*, session: Session, monitor: Monitor, rule: rules.Rule) -> list[MetricRow]:
+    """The newest windows rules.evaluate() needs for this monitor, oldest first.
+
+    For a coverage rule that is its grace windows (the newest with predictions, which
+    evaluate() skips) and, older than those, the newest for_windows windows it judges.
+    """
+    table, where = _source(monitor)
+    rows: list[MetricRow] = []
+    count = rules.lookback(rule, monitor.for_windows)
+    if isinstance(rule, rules.LabelCoverageBelow):
+        count = monitor.for_windows
+        if rule.grace_windows:
+            grace = session.scalars(
+                _select(table)
+                .where(*where, table.predictions > 0)
+                .order_by(desc(table.window_start))
+                .limit(rule.grace_windows)
+            ).all()
+            rows.extend(grace)
+            if len(grace) < rule.grace_windows:
+                return sorted(rows, key=lambda r: r.window_start)  # all still in grace
+            where = [*where, table.window_start < grace[-1].window_start]
+    rows.extend(
+        session.scalars(
+            _select(table)
+            .where(*where, *_gate(table, rule, monitor.min_labeled))
+            .order_by(desc(table.window_start))
+            .limit(count)
+        ).all()
+    )
+    return sorted(rows, key=lambda r: r.window_start)
+
+
+def reference(*, session: Session, monitor: Monitor, rule: rules.Rule) -> rules.Reference | None:
+    """The pooled reference period of a relative rule, from the same slice it watches."""
+    if not isinstance(rule, rules.RelativeToReference):
+        return None
+    start, end = rules.reference_range(rule)
+    table, where = _source(monitor)
+    rows = session.scalars(
+        _select(table).where(*where, table.window_start >= start, table.window_start < end)
+    ).all()
+    return rules.reference_from([point(r) for r in rows])
+
+
+def point(row: MetricRow) -> rules.WindowPoint:
+    return rules.WindowPoint(
+        window_start=row.window_start,
+        labeled=row.labeled,
+        weight_sum=row.weight_sum,
+        log_loss=row.log_loss,
+        log_loss_stderr=row.log_loss_stderr,
+        skill=row.skill,
+        baseline_log_loss=row.baseline_log_loss,
+        predictions=row.predictions,
+        label_coverage=row.label_coverage,
+        calibration_gap=row.calibration_gap,
+    )
+
+
+def window_payload(row: MetricRow) -> dict[str, Any]:
+    """The window exactly as GET .../metrics reports it (with ?model_version= or
+    ?segment= for a slice): the webhook's and the alert's `window`."""
+    return window_out(row_values(row)).model_dump(mode="json")
+
+
+def is_pinned(*, session: Session, model_id: str, watched: Slice) -> bool:
+    """Does a stored monitor of the model already watch this slice?"""
+    # No autoflush: a monitor being created or changed in this session must not count
+    # itself, and a pending duplicate name must surface in the caller's 409 check,
+    # not as an IntegrityError from this read.
+    with session.no_autoflush:
+        return watched in slice_store.pinned_slices(session=session, model_id=model_id)
+
+
+def recompute_history(*, session: Session, model_id: str) -> int:
+    """Mark every computed window of the model dirty; returns how many.
+
+    A slice is precomputed only where its value was among the window's top N or is
+    pinned by a monitor. Windows computed before the monitor existed may therefore
+    have no row of their own for its value (it hid in `other`), and the monitor would
+    have no history to judge, e.g. no reference period and no trend. Recomputing them
+    once, now that the slice is pinned, gives it its full history.
+    """
+    starts = list(
+        session.scalars(
+            select(WindowMetric.window_start)
+            .where(WindowMetric.model_id == model_id)
+            .order_by(WindowMetric.window_start)
+        )
+    )
+    # Ascending chunks keep the sorted lock order mark_dirty relies on.
+    for i in range(0, len(starts), _MARK_CHUNK):
+        dirty.mark_dirty(
+            session=session, model_id=model_id, window_starts=starts[i : i + _MARK_CHUNK]
+        )
+    return len(starts)

@@ -1,0 +1,97 @@
+"""Rules on what a window says about itself rather than on its log loss alone: the
+calibration gap and the label coverage. Pure functions, like rules.py (which puts them
+in the `Rule` union and dispatches to them).
+
+* ``calibration_gap_above``: log loss − expected log loss, i.e. how much worse the model
+  does than its own scores promise. An overconfident model shows it before its raw log
+  loss looks alarming next to other models.
+* ``label_coverage_below``: the share of predictions that have their actual. Labels
+  arrive late, so the newest windows are always thin; they are given ``grace_windows``
+  windows to catch up before they are judged. Few labels is what this rule detects, so
+  its size gate counts predictions, not labeled rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, StrictInt
+
+from app.alerting.points import WindowPoint
+from app.alerting.rule_base import RuleBase
+
+
+def _integral_float(value: object) -> object:
+    # JSON has one number type: 1.0 is the integer 1 (as app.api.json_types.AsInt).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+GraceWindows = Annotated[StrictInt, Field(ge=0, le=1000), BeforeValidator(_integral_float)]
+
+
+class CalibrationGapAbove(RuleBase):
+    """The window's calibration gap (log loss − expected log loss) exceeds a threshold."""
+
+    type: Literal["calibration_gap_above"] = "calibration_gap_above"
+    threshold: float = Field(
+        strict=True,
+        allow_inf_nan=False,
+        description=(
+            "Holds when calibration_gap = log_loss − expected_log_loss (nats) is strictly "
+            "above this: the model does worse than its own scores promise (typically "
+            "overconfident). Windows without a calibration gap are not evaluated."
+        ),
+    )
+
+
+class LabelCoverageBelow(RuleBase):
+    """Too few of the window's predictions have received their actual."""
+
+    type: Literal["label_coverage_below"] = "label_coverage_below"
+    threshold: float = Field(
+        gt=0.0,
+        le=1.0,
+        strict=True,
+        allow_inf_nan=False,
+        description="Holds when label_coverage = labeled / predictions is strictly below this.",
+    )
+    grace_windows: GraceWindows = Field(
+        default=1,
+        description=(
+            "The newest this-many windows (with predictions) are never judged: their "
+            "labels may still be on the way. For this rule min_labeled counts the "
+            "window's predictions, not its labeled rows."
+        ),
+    )
+
+
+def calibration_evaluable(points: Sequence[WindowPoint], min_labeled: int) -> list[WindowPoint]:
+    """Windows with enough labeled rows and a calibration gap."""
+    return [p for p in points if p.labeled >= min_labeled and p.calibration_gap is not None]
+
+
+def coverage_evaluable(
+    points: Sequence[WindowPoint], min_predictions: int, grace_windows: int
+) -> list[WindowPoint]:
+    """Windows past the grace period with at least ``min_predictions`` predictions.
+
+    The grace period is counted in windows that have predictions, whatever their size:
+    it stands for the time labels need to arrive, and a thin newest window is still
+    the newest. Points need not come sorted.
+    """
+    ordered = sorted((p for p in points if p.predictions > 0), key=lambda p: p.window_start)
+    settled = ordered[: len(ordered) - grace_windows] if grace_windows else ordered
+    return [p for p in settled if p.predictions >= min_predictions and p.label_coverage is not None]
+
+
+def calibration_holds(rule: CalibrationGapAbove, last: WindowPoint) -> bool | None:
+    if last.calibration_gap is None:
+        return None
+    return last.calibration_gap > rule.threshold
+
+
+def coverage_holds(rule: LabelCoverageBelow, last: WindowPoint) -> bool | None:
+    if last.label_coverage is None:
+        return None
+    return last.label_coverage < rule.threshold
