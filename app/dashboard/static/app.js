@@ -205,9 +205,22 @@
           `(${fmtWhen(rule.reference_start)} – ${fmtWhen(rule.reference_end)}, ` +
           `α = ${rule.alpha ?? 0.01})`
         );
+      case "calibration_gap_above":
+        return `log loss − expected > ${rule.threshold}`;
+      case "label_coverage_below":
+        return `label coverage < ${fmtPct(Number(rule.threshold))} (after ${rule.grace_windows ?? 1} window(s))`;
       default:
         return JSON.stringify(rule);
     }
+  }
+
+  // The slice a monitor watches, if any ("" is the unversioned model_version).
+  function describeSlice(m) {
+    if (m.segment) return ` on ${m.segment}`;
+    if (m.model_version !== null && m.model_version !== undefined) {
+      return ` on version ${m.model_version === "" ? "(none)" : m.model_version}`;
+    }
+    return "";
   }
 
   function webhookHost(url) {
@@ -867,7 +880,7 @@
           "tr",
           { "data-testid": "monitor-row" },
           h("td", {}, h("span", { class: "model-name" }, m.name)),
-          h("td", {}, describeRule(m.rule)),
+          h("td", {}, describeRule(m.rule) + describeSlice(m)),
           h(
             "td",
             { class: "muted" },
