@@ -64,8 +64,10 @@ def get_metrics(
 ) -> HistoryOut:
     """Windows whose start is in [start, end), oldest first (none when end <= start).
 
-    With model_version and/or segment filters the same fields are computed on demand
-    over the matching predictions only."""
+    With model_version and/or segment filters the same fields cover the matching
+    predictions only. A single version or segment is read from precomputed slices (the
+    top LOSSMON_SLICE_TOP_N values per window; others are computed on demand);
+    combinations are computed on demand."""
     model = model_service.require_model(session=session, model_id=model_id)
     start_s, end_s = epoch_seconds(start), epoch_seconds(end)
     segments = _segments(segment or [])

@@ -130,7 +130,9 @@ def _quantile(losses: np.ndarray, w: np.ndarray, q: float) -> float:
     return pairs[-1][0]
 
 
-def reference_ece(predicted: Sequence[float], outcome: Sequence[float], w: Sequence[float]) -> float:
+def reference_ece(
+    predicted: Sequence[float], outcome: Sequence[float], w: Sequence[float]
+) -> float:
     """Expected calibration error over 10 equal-width bins, row by row."""
     sums: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for p, y, wi in zip(predicted, outcome, w, strict=True):

@@ -90,9 +90,7 @@ def test_combinations_are_computed_on_demand(client: TestClient, db: Db, rows: l
         and r.segments.get("device") == "web"
     ]
     assert subset
-    assert_api_matches(
-        client, m, subset, model_version="v2", segment=["country:DE", "device:web"]
-    )
+    assert_api_matches(client, m, subset, model_version="v2", segment=["country:DE", "device:web"])
 
 
 def test_only_top_n_values_per_window_are_stored(
