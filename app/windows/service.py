@@ -135,7 +135,14 @@ def _compute_claims(
             )
         pinned = slice_store.pinned_slices(session=session, model_id=model_id)
         out.slices.extend(
-            slice_store.slice_values(rows=rows, model=model, top_n=top_n, now=now, pinned=pinned)
+            slice_store.slice_values(
+                rows=rows,
+                model=model,
+                top_n=top_n,
+                now=now,
+                pinned=pinned,
+                window_stats=stats,
+            )
         )
     return out
 
