@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import StringConstraints
 
 from app.api import responses
@@ -16,8 +16,8 @@ from app.api.json_types import VersionText
 from app.ingestion.schemas import SEGMENT_KEY_RE, Timestamp
 from app.models import service as model_service
 from app.models.router import ModelId
-from app.windows import service
-from app.windows.schemas import HistoryOut, window_out
+from app.windows import history_json, service
+from app.windows.schemas import HistoryOut
 
 SegmentFilter = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}:[^\x00]+$", max_length=400)
@@ -61,7 +61,7 @@ def get_metrics(
     segment: Annotated[
         list[SegmentFilter] | None, Query(description="key:value, repeatable (AND)")
     ] = None,
-) -> HistoryOut:
+) -> Response:
     """Windows whose start is in [start, end), oldest first (none when end <= start).
 
     With model_version and/or segment filters the same fields cover the matching
@@ -72,12 +72,11 @@ def get_metrics(
     start_s, end_s = epoch_seconds(start), epoch_seconds(end)
     segments = _segments(segment or [])
     if start_s is not None and end_s is not None and start_s >= end_s:
-        values: list[dict[str, object]] = []  # an empty range holds no window
+        fragments: list[history_json.Fragment] = []  # an empty range holds no window
     elif model_version is None and not segments:
-        rows = service.history(session=session, model=model, start=start_s, end=end_s)
-        values = [service.row_values(r) for r in rows]
+        fragments = service.history(session=session, model=model, start=start_s, end=end_s)
     else:
-        values = service.filtered_history(
+        fragments = service.filtered_history(
             session=session,
             model=model,
             start=start_s,
@@ -86,10 +85,14 @@ def get_metrics(
             segments=segments,
             now=datetime.now(UTC),
         )
-    return HistoryOut(
-        model_id=model.id,
-        window=model.window,
-        model_version=model_version,
-        segments=[f"{k}:{v}" for k, v in segments],
-        windows=[window_out(v) for v in values],
+    # Rendered directly (see history_json); the body is exactly a HistoryOut.
+    return Response(
+        content=history_json.render(
+            model_id=model.id,
+            window=model.window,
+            model_version=model_version,
+            segments=[f"{k}:{v}" for k, v in segments],
+            fragments=fragments,
+        ),
+        media_type="application/json",
     )

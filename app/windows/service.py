@@ -17,17 +17,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import delete, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import is_postgres, session_scope
 from app.models.models import MonitoredModel
-from app.windows import dirty, slice_store
+from app.windows import dirty, history_json, slice_store
 from app.windows.models import WindowMetric
 from app.windows.reader import read_joined
-from app.windows.values import compute_stats, metric_values, row_values
+from app.windows.values import compute_stats, metric_values
 
 log = logging.getLogger(__name__)
 
@@ -232,13 +232,13 @@ def history(
     model: MonitoredModel,
     start: int | None,
     end: int | None,
-) -> list[WindowMetric]:
-    stmt = select(WindowMetric).where(WindowMetric.model_id == model.id)
+) -> list[history_json.Fragment]:
+    where = [WindowMetric.model_id == model.id]
     if start is not None:
-        stmt = stmt.where(WindowMetric.window_start >= start)
+        where.append(WindowMetric.window_start >= start)
     if end is not None:
-        stmt = stmt.where(WindowMetric.window_start < end)
-    return list(session.scalars(stmt.order_by(WindowMetric.window_start)))
+        where.append(WindowMetric.window_start < end)
+    return history_json.read_fragments(session=session, table=WindowMetric, where=where)
 
 
 def _on_demand(
@@ -286,7 +286,7 @@ def filtered_history(
     model_version: str | None,
     segments: Sequence[tuple[str, str]],
     now: datetime,
-) -> list[dict[str, object]]:
+) -> list[history_json.Fragment]:
     """Windows restricted to a model version and/or segments.
 
     A single version or segment is read from the precomputed slices (plus, on demand,
@@ -294,7 +294,7 @@ def filtered_history(
     on demand from the matching predictions."""
     single = slice_store.parse_slice(model_version, segments)
     if single is None:
-        return _on_demand(
+        values = _on_demand(
             session=session,
             model=model,
             model_version=model_version,
@@ -303,13 +303,14 @@ def filtered_history(
             start=start,
             end=end,
         )
+        return [history_json.fragment_from_values(v) for v in values]
     kind, key, value = single
     stored, maybe = slice_store.read_slice(
         session=session, model_id=model.id, kind=kind, key=key, value=value, start=start, end=end
     )
-    out = [row_values(r) for r in stored]
+    out = list(stored)
     if maybe:
-        out += _on_demand(
+        computed = _on_demand(
             session=session,
             model=model,
             model_version=model_version,
@@ -317,5 +318,6 @@ def filtered_history(
             now=now,
             window_starts=maybe,
         )
-        out.sort(key=lambda v: int(v["window_start"]))  # type: ignore[call-overload]
+        out += [history_json.fragment_from_values(v) for v in computed]
+        out.sort(key=lambda f: f[0])
     return out

@@ -7,13 +7,13 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.alerting.models import Monitor
 from app.metrics import WindowStats
 from app.models.models import MonitoredModel
-from app.windows import slices
+from app.windows import history_json, slices
 from app.windows.models import SliceMetric
 from app.windows.reader import JoinedRows
 from app.windows.values import compute_stats, metric_values
@@ -120,32 +120,26 @@ def read_slice(
     value: str,
     start: int | None,
     end: int | None,
-) -> tuple[list[SliceMetric], list[int]]:
-    """The slice's stored windows, and the windows where its value may hide in `other`
-    (those have an other row for the dimension and no row of the value's own)."""
-    conditions = [
+) -> tuple[list[history_json.Fragment], list[int]]:
+    """The slice's stored windows (as JSON fragments), and the windows where its value
+    may hide in `other` (those have an other row for the dimension and no row of the
+    value's own): they need computing on demand."""
+    dimension = [
         SliceMetric.model_id == model_id,
         SliceMetric.kind == kind,
         SliceMetric.key == key,
     ]
     if start is not None:
-        conditions.append(SliceMetric.window_start >= start)
+        dimension.append(SliceMetric.window_start >= start)
     if end is not None:
-        conditions.append(SliceMetric.window_start < end)
-    found = list(
-        session.scalars(
-            select(SliceMetric)
-            .where(
-                *conditions,
-                or_(
-                    and_(SliceMetric.other.is_(False), SliceMetric.value == value),
-                    SliceMetric.other.is_(True),
-                ),
-            )
-            .order_by(SliceMetric.window_start)
-        )
+        dimension.append(SliceMetric.window_start < end)
+    own = history_json.read_fragments(
+        session=session,
+        table=SliceMetric,
+        where=[*dimension, SliceMetric.other.is_(False), SliceMetric.value == value],
     )
-    own = [r for r in found if not r.other]
-    have = {r.window_start for r in own}
-    maybe = sorted({r.window_start for r in found if r.other} - have)
+    with_other = session.scalars(
+        select(SliceMetric.window_start).where(*dimension, SliceMetric.other.is_(True))
+    ).all()
+    maybe = sorted(set(with_other) - {ws for ws, _ in own})
     return own, maybe
