@@ -44,6 +44,12 @@ WINDOW_GAUGES: tuple[tuple[str, str, str], ...] = (
         "expected_log_loss",
         "Log loss the model expects from its own scores (mean score entropy), latest window.",
     ),
+    (
+        "lossmon_window_calibration_gap",
+        "calibration_gap",
+        "log_loss - expected_log_loss of the latest window (> 0: worse than it expects).",
+    ),
+    ("lossmon_window_ece", "ece", "Expected calibration error (10 bins) of the latest window."),
     ("lossmon_window_predictions", "predictions", "Predictions in the latest window."),
     ("lossmon_window_labeled", "labeled", "Predictions with an actual in the latest window."),
     (

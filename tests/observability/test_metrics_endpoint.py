@@ -45,6 +45,8 @@ WINDOW_GAUGES = {
     "lossmon_window_skill": "skill",
     "lossmon_window_label_coverage": "label_coverage",
     "lossmon_window_expected_log_loss": "expected_log_loss",
+    "lossmon_window_calibration_gap": "calibration_gap",
+    "lossmon_window_ece": "ece",
     "lossmon_window_predictions": "predictions",
     "lossmon_window_labeled": "labeled",
 }
