@@ -30,6 +30,7 @@ REQUIRED: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/models/{model_id}/monitors/{monitor_id}"): "admin",
     ("GET", "/v1/alerts"): "read",
     ("GET", "/v1/alerts/{alert_id}"): "read",
+    ("GET", "/v1/compare"): "read",
 }
 
 
