@@ -214,6 +214,15 @@
     }
   }
 
+  // Multiclass: the three most frequent classes of the window's labels.
+  function classMix(rates) {
+    return Object.entries(rates)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([name, r]) => `${name} ${fmtPct(r)}`)
+      .join(", ");
+  }
+
   // The slice a monitor watches, if any ("" is the unversioned model_version).
   function describeSlice(m) {
     if (m.segment) return ` on ${m.segment}`;
@@ -737,7 +746,9 @@
         "",
         latest && isNum(latest.positive_rate)
           ? `base rate ${fmtPct(latest.positive_rate)}`
-          : "naive model",
+          : latest && latest.class_rates
+            ? classMix(latest.class_rates)
+            : "naive model",
       ),
       kpi(
         "Skill",
