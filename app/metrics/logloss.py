@@ -78,7 +78,7 @@ def class_indexes(labels: npt.ArrayLike, n_classes: int) -> npt.NDArray[np.intp]
     valid = (y >= 0) & (y < n_classes)
     if np.issubdtype(y.dtype, np.floating):
         valid &= y == np.floor(y)
-    if not np.all(valid):
+    if not valid.all():
         raise ValueError(f"labels must be integer class indexes in [0, {n_classes})")
     return y.astype(np.intp)
 

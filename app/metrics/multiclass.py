@@ -38,7 +38,7 @@ def _check_inputs(
         raise ValueError(f"probabilities must be an (n, K) array with K >= 2, got {p.shape}")
     if y.ndim != 1 or w.ndim != 1 or y.shape[0] != p.shape[0] or w.shape != y.shape:
         raise ValueError("labels and weights must be 1-D with one entry per probability row")
-    if not np.all((p >= 0.0) & (p <= 1.0)):
+    if not ((p >= 0.0) & (p <= 1.0)).all():
         raise ValueError("probabilities must lie in [0, 1]")
     return p, y, w
 
@@ -96,7 +96,7 @@ def multiclass_window_stats(
     n = int(np.count_nonzero(mask))
     y = class_indexes(y_all[mask], n_classes)
     w = w_all[mask]
-    if not np.all(np.isfinite(w) & (w >= 0.0)):
+    if not (np.isfinite(w) & (w >= 0.0)).all():
         raise ValueError("weights of labeled rows must be finite and non-negative")
     weight_sum = float(w.sum())
     if n == 0 or weight_sum == 0.0:

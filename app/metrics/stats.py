@@ -44,7 +44,7 @@ def _validate(values: npt.ArrayLike, weights: npt.ArrayLike) -> tuple[FloatArray
         raise ValueError("values and weights must be 1-D arrays of the same length")
     if v.size == 0:
         raise ValueError("quantile of an empty array")
-    if not np.all(np.isfinite(w) & (w >= 0.0)):
+    if not (np.isfinite(w) & (w >= 0.0)).all():
         raise ValueError("weights must be finite and non-negative")
     return v, w
 
@@ -59,7 +59,7 @@ def weighted_quantiles(
     """
     v, w = _validate(values, weights)
     q = np.asarray(qs, dtype=np.float64)
-    if not np.all((q >= 0.0) & (q <= 1.0)):
+    if not ((q >= 0.0) & (q <= 1.0)).all():
         raise ValueError("quantile levels must lie in [0, 1]")
 
     order = np.argsort(v, kind="stable")
@@ -71,7 +71,7 @@ def weighted_quantiles(
         raise ValueError("weights must have a positive sum")
     target = q * total
 
-    if np.all(w == np.floor(w)) and total <= _EXACT_INTEGER_LIMIT:
+    if (w == np.floor(w)).all() and total <= _EXACT_INTEGER_LIMIT:
         # Integer weights accumulate without rounding, so an exact comparison is both
         # correct and identical to numpy's inverted_cdf (which also compares against
         # the rounded product n * q); any slack here would break that equality.

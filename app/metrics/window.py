@@ -61,7 +61,7 @@ def _check_inputs(
     w = np.asarray(weights, dtype=np.float64)
     if s.ndim != 1 or s.shape != y.shape or s.shape != w.shape:
         raise ValueError("scores, labels and weights must be 1-D arrays of the same length")
-    if not np.all((s >= 0.0) & (s <= 1.0)):
+    if not ((s >= 0.0) & (s <= 1.0)).all():
         raise ValueError("scores must be probabilities in [0, 1]")
     return s, y, w
 
@@ -105,9 +105,9 @@ def binary_window_stats(
     coverage = n / predictions
     y = y_all[mask]
     w = w_all[mask]
-    if not np.all((y == 0.0) | (y == 1.0)):
+    if not ((y == 0.0) | (y == 1.0)).all():
         raise ValueError("labels must be 0.0, 1.0 or NaN")
-    if not np.all(np.isfinite(w) & (w >= 0.0)):
+    if not (np.isfinite(w) & (w >= 0.0)).all():
         raise ValueError("weights of labeled rows must be finite and non-negative")
     weight_sum = float(w.sum())
 
