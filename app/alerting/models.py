@@ -44,6 +44,9 @@ class Monitor(Base):
     # Optional slice the rule watches instead of the whole model (None: whole model).
     model_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
     segment: Mapped[str | None] = mapped_column(String(400), nullable=True)  # "key:value"
+    # Fan-out: the rule runs separately on every value of this segment key that has its
+    # own precomputed rows (MonitorSegmentState per value). Exclusive with the two above.
+    segment_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_evaluated_window: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Set in the same transaction that writes new windows for the model (or changes the
     # monitor); cleared in the transaction that evaluates it. A crash in between only
@@ -54,6 +57,20 @@ class Monitor(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("model_id", "name", name="uq_monitors_model_id_name"),)
+
+
+class MonitorSegmentState(Base):
+    """The alert state of one value of a fan-out (segment_key) monitor."""
+
+    __tablename__ = "monitor_segment_states"
+
+    monitor_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("monitors.id", ondelete="CASCADE"), primary_key=True
+    )
+    value: Mapped[str] = mapped_column(String(256), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # "ok" | "firing" | "no_data"
+    current_alert_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    last_evaluated_window: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Alert(Base):
@@ -73,5 +90,7 @@ class Alert(Base):
     resolved_window: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Monitor as it was when the alert fired (name, rule), for the payload and history.
     monitor_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # "key:value" of a fan-out monitor's alert (None for every other monitor).
+    segment: Mapped[str | None] = mapped_column(String(400), nullable=True)
 
     __table_args__ = (Index("ix_alerts_model_state", "model_id", "state"),)

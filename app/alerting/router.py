@@ -42,6 +42,7 @@ def monitor_out(m: Monitor) -> MonitorOut:
         for_windows=m.for_windows,
         model_version=m.model_version,
         segment=m.segment,
+        segment_key=m.segment_key,
         webhook_url=m.webhook_url,
         has_webhook_secret=m.webhook_secret_enc is not None,
         webhook_disabled_at=m.webhook_disabled_at,
@@ -64,6 +65,7 @@ def alert_out(a: Alert) -> AlertOut:
         state=a.state,
         started_at=a.started_at,
         resolved_at=a.resolved_at,
+        segment=a.segment,
         window=a.window,
         resolved_window=a.resolved_window,
     )

@@ -42,33 +42,54 @@ WEBHOOK_SECRET_PATTERN = (
 SEGMENT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[^\x00]+$"
 SegmentText = Annotated[str, StringConstraints(pattern=SEGMENT_PATTERN, max_length=400)]
 
+SEGMENT_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+SegmentKeyText = Annotated[str, StringConstraints(pattern=SEGMENT_KEY_PATTERN)]
+
+_ONE_OF = "At most one of model_version, segment and segment_key."
 _VERSION_DESCRIPTION = (
     "Watch only this model version's windows (the slice GET .../metrics?model_version= "
-    "reports) instead of the whole model. At most one of model_version and segment."
+    "reports) instead of the whole model. " + _ONE_OF
 )
 _SEGMENT_DESCRIPTION = (
     "Watch only this segment's windows, as key:value (the slice GET "
     ".../metrics?segment=key:value reports). min_labeled is then the minimum size of the "
-    "segment's window. At most one of model_version and segment."
+    "segment's window. " + _ONE_OF
 )
-_BOTH_SLICES = "give model_version or segment, not both (a monitor watches one slice)"
+_SEGMENT_KEY_DESCRIPTION = (
+    "Fan-out: run the rule separately on every value of this segment key that has its own "
+    "precomputed windows (the top values per window), each with its own alert. "
+    "min_labeled is the minimum segment size. Values are not pinned. " + _ONE_OF
+)
+_BOTH_SLICES = (
+    "give at most one of model_version, segment and segment_key (a monitor watches one "
+    "slice, or fans out over one segment key)"
+)
+_SLICE_FIELDS = ("model_version", "segment", "segment_key")
 
 
 def _at_most_one_slice(schema: dict[str, Any]) -> None:
     # Published so schema-driven clients (and schemathesis) never build a body that is
-    # refused: exactly "both present and both non-null", as the validator checks.
+    # refused: exactly "two of them present and non-null", as the validators check.
+    pairs = [(a, b) for i, a in enumerate(_SLICE_FIELDS) for b in _SLICE_FIELDS[i + 1 :]]
     schema["not"] = {
-        "required": ["model_version", "segment"],
-        "properties": {"model_version": {"type": "string"}, "segment": {"type": "string"}},
+        "anyOf": [
+            {
+                "required": [a, b],
+                "properties": {a: {"type": "string"}, b: {"type": "string"}},
+            }
+            for a, b in pairs
+        ]
     }
 
 
-def _check_one_slice(segment: str | None, info: ValidationInfo) -> str | None:
-    # A validator on `segment` (declared after model_version) so that the 422 names a
-    # field, as every other body error does.
-    if segment is not None and info.data.get("model_version") is not None:
-        raise ValueError(_BOTH_SLICES)
-    return segment
+def _check_one_slice(value: str | None, info: ValidationInfo) -> str | None:
+    # Validators on `segment` and `segment_key` (declared after the fields they are
+    # checked against) so that the 422 names a field, as every other body error does.
+    if value is not None:
+        earlier = _SLICE_FIELDS[: _SLICE_FIELDS.index(str(info.field_name))]
+        if any(info.data.get(name) is not None for name in earlier):
+            raise ValueError(_BOTH_SLICES)
+    return value
 
 
 class MonitorIn(BaseModel):
@@ -94,15 +115,17 @@ class MonitorIn(BaseModel):
     enabled: StrictBool = True
     model_version: VersionText | None = Field(default=None, description=_VERSION_DESCRIPTION)
     segment: SegmentText | None = Field(default=None, description=_SEGMENT_DESCRIPTION)
+    segment_key: SegmentKeyText | None = Field(default=None, description=_SEGMENT_KEY_DESCRIPTION)
 
-    _one_slice = field_validator("segment")(_check_one_slice)
+    _one_slice = field_validator("segment", "segment_key")(_check_one_slice)
 
 
 class MonitorUpdate(BaseModel):
     """PUT body: fields left out keep their value.
 
-    model_version and segment together name the monitor's slice: setting one of them
-    replaces the slice (the other is cleared), null goes back to the whole model.
+    model_version, segment and segment_key together name what the monitor watches:
+    setting one of them replaces it (the others are cleared), null goes back to the
+    whole model.
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_at_most_one_slice)
@@ -116,14 +139,18 @@ class MonitorUpdate(BaseModel):
     enabled: StrictBool | None = None
     model_version: VersionText | None = Field(
         default=None,
-        description=_VERSION_DESCRIPTION + " Setting it clears segment; null: whole model.",
+        description=_VERSION_DESCRIPTION + " Setting it clears the others; null: whole model.",
     )
     segment: SegmentText | None = Field(
         default=None,
-        description=_SEGMENT_DESCRIPTION + " Setting it clears model_version; null: whole model.",
+        description=_SEGMENT_DESCRIPTION + " Setting it clears the others; null: whole model.",
+    )
+    segment_key: SegmentKeyText | None = Field(
+        default=None,
+        description=_SEGMENT_KEY_DESCRIPTION + " Setting it clears the others; null: whole model.",
     )
 
-    _one_slice = field_validator("segment")(_check_one_slice)
+    _one_slice = field_validator("segment", "segment_key")(_check_one_slice)
 
 
 class MonitorOut(BaseModel):
@@ -136,6 +163,9 @@ class MonitorOut(BaseModel):
     for_windows: int
     model_version: str | None = Field(description="the watched model version, if any")
     segment: str | None = Field(description="the watched segment key:value, if any")
+    segment_key: str | None = Field(
+        description="the segment key a fan-out monitor evaluates per value, if any"
+    )
     webhook_url: str | None
     has_webhook_secret: bool
     webhook_disabled_at: datetime | None = Field(
@@ -181,6 +211,9 @@ class AlertOut(BaseModel):
     state: str
     started_at: datetime
     resolved_at: datetime | None
+    segment: str | None = Field(
+        description="key:value of a fan-out (segment_key) monitor's alert; null otherwise"
+    )
     window: dict[str, Any]
     resolved_window: dict[str, Any] | None
 

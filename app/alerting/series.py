@@ -39,13 +39,21 @@ def watched_slice(model_version: str | None, segment: str | None) -> Slice | Non
     return None
 
 
-def _source(monitor: Monitor) -> tuple[MetricTable, list[ColumnElement[bool]]]:
-    watched = watched_slice(monitor.model_version, monitor.segment)
+def _source(
+    monitor: Monitor, value: str | None = None
+) -> tuple[MetricTable, list[ColumnElement[bool]]]:
+    """Where the monitor's windows live; `value`: one value of a fan-out monitor's key."""
+    if monitor.segment_key is not None and value is not None:
+        watched: Slice | None = (SEGMENT, monitor.segment_key, value)
+    else:
+        watched = watched_slice(monitor.model_version, monitor.segment)
     if watched is None:
         return WindowMetric, [WindowMetric.model_id == monitor.model_id]
     kind, key, value = watched
     # Only the value's own rows: an `other` row mixes many values. Monitors' slices are
-    # pinned (always precomputed), so the value never hides in `other`.
+    # pinned (always precomputed), so the value never hides in `other`. A fan-out
+    # monitor's values are not pinned: it judges the windows where the value was among
+    # the top N, i.e. had its own row.
     return SliceMetric, [
         SliceMetric.model_id == monitor.model_id,
         SliceMetric.kind == kind,
@@ -71,13 +79,16 @@ def _gate(table: MetricTable, rule: rules.Rule, min_labeled: int) -> list[Column
     return [table.labeled >= min_labeled, table.log_loss.is_not(None)]
 
 
-def recent_windows(*, session: Session, monitor: Monitor, rule: rules.Rule) -> list[MetricRow]:
+def recent_windows(
+    *, session: Session, monitor: Monitor, rule: rules.Rule, value: str | None = None
+) -> list[MetricRow]:
     """The newest windows rules.evaluate() needs for this monitor, oldest first.
 
     For a coverage rule that is its grace windows (the newest with predictions, which
     evaluate() skips) and, older than those, the newest for_windows windows it judges.
+    `value`: the segment value of a fan-out monitor to read.
     """
-    table, where = _source(monitor)
+    table, where = _source(monitor, value)
     rows: list[MetricRow] = []
     count = rules.lookback(rule, monitor.for_windows)
     if isinstance(rule, rules.LabelCoverageBelow):
@@ -104,16 +115,54 @@ def recent_windows(*, session: Session, monitor: Monitor, rule: rules.Rule) -> l
     return sorted(rows, key=lambda r: r.window_start)
 
 
-def reference(*, session: Session, monitor: Monitor, rule: rules.Rule) -> rules.Reference | None:
+def reference(
+    *, session: Session, monitor: Monitor, rule: rules.Rule, value: str | None = None
+) -> rules.Reference | None:
     """The pooled reference period of a relative rule, from the same slice it watches."""
     if not isinstance(rule, rules.RelativeToReference):
         return None
     start, end = rules.reference_range(rule)
-    table, where = _source(monitor)
+    table, where = _source(monitor, value)
     rows = session.scalars(
         _select(table).where(*where, table.window_start >= start, table.window_start < end)
     ).all()
     return rules.reference_from([point(r) for r in rows])
+
+
+def fanout_values(*, session: Session, monitor: Monitor, rule: rules.Rule) -> list[str]:
+    """The values of a fan-out monitor's segment key that have their own rows in the
+    newest windows of that key (as many as the rule looks back over), sorted.
+
+    Fan-out monitors do not pin values: they watch whatever the compute pass
+    precomputed, i.e. each window's top N values of the key. Two bounded queries: the
+    newest window starts of the key, then the values with own rows since the oldest.
+    """
+    key = monitor.segment_key
+    if key is None:
+        return []
+    dimension = [
+        SliceMetric.model_id == monitor.model_id,
+        SliceMetric.kind == SEGMENT,
+        SliceMetric.key == key,
+        SliceMetric.other.is_(False),
+    ]
+    count = rules.lookback(rule, monitor.for_windows)
+    starts = session.scalars(
+        select(SliceMetric.window_start)
+        .where(*dimension)
+        .distinct()
+        .order_by(desc(SliceMetric.window_start))
+        .limit(count)
+    ).all()
+    if not starts:
+        return []
+    return sorted(
+        session.scalars(
+            select(SliceMetric.value)
+            .where(*dimension, SliceMetric.window_start >= min(starts))
+            .distinct()
+        )
+    )
 
 
 def point(row: MetricRow) -> rules.WindowPoint:

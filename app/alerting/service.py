@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import desc, select, update
+from sqlalchemy import delete, desc, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.alerting import rules, series
-from app.alerting.models import Alert, Monitor
+from app.alerting.models import Alert, Monitor, MonitorSegmentState
 from app.alerting.schemas import MonitorIn, MonitorUpdate
 from app.api.errors import ApiError
 from app.config import Settings
@@ -84,6 +84,7 @@ def create_monitor(
         current_alert_id=None,
         model_version=body.model_version,
         segment=body.segment,
+        segment_key=body.segment_key,
         last_evaluated_window=None,
         needs_eval=True,
         evaluated_at=None,
@@ -108,17 +109,23 @@ def _needs_backfill(
     return not series.is_pinned(session=session, model_id=model_id, watched=after)
 
 
-def _slice_update(monitor: Monitor, body: MonitorUpdate) -> tuple[str | None, str | None]:
-    """(model_version, segment) after the update: setting one replaces the slice."""
+def _slice_update(
+    monitor: Monitor, body: MonitorUpdate
+) -> tuple[str | None, str | None, str | None]:
+    """(model_version, segment, segment_key) after the update: setting one replaces
+    what the monitor watches."""
     given = body.model_fields_set
+    if body.segment_key is not None:
+        return None, None, body.segment_key
     if body.segment is not None:
-        return None, body.segment
+        return None, body.segment, None
     if body.model_version is not None:
-        return body.model_version, None
+        return body.model_version, None, None
     # Only explicit nulls (or nothing) given: clear what was nulled, keep the rest.
     return (
         None if "model_version" in given else monitor.model_version,
         None if "segment" in given else monitor.segment,
+        None if "segment_key" in given else monitor.segment_key,
     )
 
 
@@ -166,17 +173,42 @@ def update_monitor(
     for name in ("min_labeled", "for_windows", "enabled"):
         if name in given and getattr(body, name) is not None:
             setattr(monitor, name, getattr(body, name))
-    version, segment = _slice_update(monitor, body)
+    version, segment, segment_key = _slice_update(monitor, body)
     before = series.watched_slice(monitor.model_version, monitor.segment)
     after = series.watched_slice(version, segment)
     backfill = _needs_backfill(session, monitor.model_id, before, after)
+    # Into, out of, or between fan-outs: the open episodes were about other series.
+    fanout_changed = segment_key != monitor.segment_key
     monitor.model_version, monitor.segment = version, segment
+    monitor.segment_key = segment_key
     monitor.needs_eval = True
     monitor.updated_at = now
     _flush_unique(session, monitor.model_id, monitor.name)
+    if fanout_changed:  # after the 409 check: closing flushes
+        _close_episodes(session, monitor, now)
     if backfill:
         series.recompute_history(session=session, model_id=monitor.model_id)
     return monitor
+
+
+def _close_episodes(session: Session, monitor: Monitor, now: datetime) -> None:
+    """Resolve the monitor's open alerts (without a resolving window) and forget its
+    per-value states: it is about to judge different series, which can neither
+    continue nor recover those episodes. Receivers get alert.resolved for each."""
+    open_alerts = session.scalars(
+        select(Alert)
+        .where(Alert.monitor_id == monitor.id, Alert.state == "firing")
+        .order_by(Alert.started_at, Alert.id)
+    ).all()
+    for alert in open_alerts:
+        alert.state = "resolved"
+        alert.resolved_at = now
+        session.flush()
+        _notify(session, monitor, alert, "alert.resolved", now)
+    session.execute(delete(MonitorSegmentState).where(MonitorSegmentState.monitor_id == monitor.id))
+    monitor.state = "pending"
+    monitor.current_alert_id = None
+    monitor.last_evaluated_window = None
 
 
 def delete_monitor(*, session: Session, monitor: Monitor) -> None:
@@ -202,7 +234,7 @@ def _payload(kind: str, alert: Alert, window: dict[str, Any]) -> dict[str, Any]:
     def iso(ts: datetime | None) -> str | None:
         return ts.isoformat().replace("+00:00", "Z") if ts else None
 
-    return {
+    payload: dict[str, Any] = {
         "type": kind,
         "alert_id": alert.id,
         "model_id": alert.model_id,
@@ -211,6 +243,9 @@ def _payload(kind: str, alert: Alert, window: dict[str, Any]) -> dict[str, Any]:
         "resolved_at": iso(alert.resolved_at),
         "window": window,
     }
+    if alert.segment is not None:
+        payload["segment"] = alert.segment  # the value of a fan-out monitor that fired
+    return payload
 
 
 def _notify(session: Session, monitor: Monitor, alert: Alert, kind: str, now: datetime) -> None:
@@ -238,22 +273,38 @@ def _snapshot(monitor: Monitor) -> dict[str, Any]:
         "rule": monitor.rule,
         "model_version": monitor.model_version,
         "segment": monitor.segment,
+        "segment_key": monitor.segment_key,
     }
 
 
-def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> rules.Verdict:
-    """Evaluate one (locked) monitor; write any transition with its outbox row."""
-    rule = rules.parse_rule(monitor.rule)
-    rows = series.recent_windows(session=session, monitor=monitor, rule=rule)
-    by_start = {r.window_start: r for r in rows}
+def _judge(
+    session: Session, monitor: Monitor, rule: rules.Rule, value: str | None = None
+) -> tuple[rules.Verdict, dict[int, series.MetricRow]]:
+    rows = series.recent_windows(session=session, monitor=monitor, rule=rule, value=value)
     verdict = rules.evaluate(
         rule,
         [series.point(r) for r in rows],
         for_windows=monitor.for_windows,
         min_labeled=monitor.min_labeled,
-        reference=series.reference(session=session, monitor=monitor, rule=rule),
+        reference=series.reference(session=session, monitor=monitor, rule=rule, value=value),
     )
-    action = rules.transition(monitor.state == "firing", verdict)
+    return verdict, {r.window_start: r for r in rows}
+
+
+def _step(
+    session: Session,
+    monitor: Monitor,
+    verdict: rules.Verdict,
+    by_start: dict[int, series.MetricRow],
+    *,
+    state: str,
+    alert_id: str | None,
+    segment: str | None,
+    now: datetime,
+) -> tuple[str, str | None]:
+    """Apply one series' transition (alert row and outbox row); returns its new
+    (state, current_alert_id). `segment`: the key:value of a fan-out series."""
+    action = rules.transition(state == "firing", verdict)
     last = by_start[verdict.last.window_start] if verdict.last else None
     if action == "fire" and last is not None:
         alert = Alert(
@@ -267,19 +318,21 @@ def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> ru
             window=series.window_payload(last),
             resolved_window=None,
             monitor_snapshot=_snapshot(monitor),
+            segment=segment,
         )
         session.add(alert)
         session.flush()
-        monitor.state = "firing"
-        monitor.current_alert_id = alert.id
         _notify(session, monitor, alert, "alert.firing", now)
-        log.info("alert %s firing: monitor %s model %s", alert.id, monitor.id, monitor.model_id)
-    elif action == "resolve" and last is not None:
-        alert_or_none = (
-            session.get(Alert, monitor.current_alert_id) if monitor.current_alert_id else None
+        log.info(
+            "alert %s firing: monitor %s model %s%s",
+            alert.id,
+            monitor.id,
+            monitor.model_id,
+            f" segment {segment}" if segment else "",
         )
-        monitor.state = "ok"
-        monitor.current_alert_id = None
+        return "firing", alert.id
+    if action == "resolve" and last is not None:
+        alert_or_none = session.get(Alert, alert_id) if alert_id else None
         if alert_or_none is not None:
             alert_or_none.state = "resolved"
             alert_or_none.resolved_at = now
@@ -287,13 +340,96 @@ def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> ru
             session.flush()
             _notify(session, monitor, alert_or_none, "alert.resolved", now)
             log.info("alert %s resolved: monitor %s", alert_or_none.id, monitor.id)
-    elif monitor.state != "firing":
-        monitor.state = "no_data" if verdict.last is None else "ok"
-    monitor.last_evaluated_window = verdict.last.window_start if verdict.last else None
+        return "ok", None
+    if state != "firing":
+        return ("no_data" if verdict.last is None else "ok"), alert_id
+    return state, alert_id
+
+
+def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> rules.Verdict | None:
+    """Evaluate one (locked) monitor; write any transition with its outbox row.
+
+    Returns the verdict of a single-series monitor (None for a fan-out monitor)."""
+    rule = rules.parse_rule(monitor.rule)
+    verdict: rules.Verdict | None = None
+    if monitor.segment_key is not None:
+        _evaluate_fanout(session, monitor, rule, now)
+    else:
+        verdict, by_start = _judge(session, monitor, rule)
+        monitor.state, monitor.current_alert_id = _step(
+            session,
+            monitor,
+            verdict,
+            by_start,
+            state=monitor.state,
+            alert_id=monitor.current_alert_id,
+            segment=None,
+            now=now,
+        )
+        monitor.last_evaluated_window = verdict.last.window_start if verdict.last else None
     monitor.needs_eval = False
     monitor.evaluated_at = now
     session.flush()
     return verdict
+
+
+def _evaluate_fanout(session: Session, monitor: Monitor, rule: rules.Rule, now: datetime) -> None:
+    """One series per value of the monitor's segment key, each with its own state row
+    and its own alert episodes. Judged: the values with own rows in the key's newest
+    windows, and every still-firing value (silence is not recovery, but a corrected
+    window of it may be). The monitor's own state summarises them."""
+    key = monitor.segment_key
+    assert key is not None
+    states = {
+        s.value: s
+        for s in session.scalars(
+            select(MonitorSegmentState).where(MonitorSegmentState.monitor_id == monitor.id)
+        )
+    }
+    values = set(series.fanout_values(session=session, monitor=monitor, rule=rule))
+    values |= {v for v, s in states.items() if s.state == "firing"}
+    newest_firing: tuple[int, str] | None = None
+    for value in sorted(values):
+        row = states.get(value)
+        if row is None:
+            row = MonitorSegmentState(
+                monitor_id=monitor.id,
+                value=value,
+                state="pending",
+                current_alert_id=None,
+                last_evaluated_window=None,
+            )
+            session.add(row)
+            states[value] = row
+        verdict, by_start = _judge(session, monitor, rule, value)
+        row.state, row.current_alert_id = _step(
+            session,
+            monitor,
+            verdict,
+            by_start,
+            state=row.state,
+            alert_id=row.current_alert_id,
+            segment=f"{key}:{value}",
+            now=now,
+        )
+        if verdict.last is not None:
+            row.last_evaluated_window = verdict.last.window_start
+    for row in states.values():
+        if row.state == "firing" and row.current_alert_id is not None:
+            alert = session.get(Alert, row.current_alert_id)
+            started = alert.started_at.timestamp() if alert else 0.0
+            candidate = (int(started * 1e6), row.current_alert_id)
+            if newest_firing is None or candidate > newest_firing:
+                newest_firing = candidate
+    evaluated = [r.last_evaluated_window for r in states.values() if r.state != "no_data"]
+    known = [w for w in evaluated if w is not None]
+    if newest_firing is not None:
+        monitor.state = "firing"
+    else:
+        monitor.state = "ok" if known else "no_data"
+    # The most recently fired of its open alerts (the others: GET /v1/alerts?monitor_id=).
+    monitor.current_alert_id = newest_firing[1] if newest_firing else None
+    monitor.last_evaluated_window = max(known) if known else None
 
 
 def evaluate_pending(*, session: Session, now: datetime, limit: int = 100) -> EvaluationReport:

@@ -1,4 +1,5 @@
-"""multiclass and calibration fields, per-slice window metrics, monitor filters
+"""multiclass and calibration fields, per-slice window metrics, monitor filters,
+fan-out (per segment value) monitors
 
 Revision ID: 0004
 Revises: 0003
@@ -77,10 +78,30 @@ def upgrade() -> None:
     with op.batch_alter_table("monitors") as batch:
         batch.add_column(sa.Column("model_version", sa.String(128), nullable=True))
         batch.add_column(sa.Column("segment", sa.String(400), nullable=True))
+        batch.add_column(sa.Column("segment_key", sa.String(64), nullable=True))
+    op.create_table(
+        "monitor_segment_states",
+        sa.Column(
+            "monitor_id",
+            sa.String(40),
+            sa.ForeignKey("monitors.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("value", sa.String(256), primary_key=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("current_alert_id", sa.String(40), nullable=True),
+        sa.Column("last_evaluated_window", sa.BigInteger(), nullable=True),
+    )
+    with op.batch_alter_table("alerts") as batch:
+        batch.add_column(sa.Column("segment", sa.String(400), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("alerts") as batch:
+        batch.drop_column("segment")
+    op.drop_table("monitor_segment_states")
     with op.batch_alter_table("monitors") as batch:
+        batch.drop_column("segment_key")
         batch.drop_column("segment")
         batch.drop_column("model_version")
     op.drop_index("ix_slice_metrics_model_window", table_name="slice_metrics")

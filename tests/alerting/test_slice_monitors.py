@@ -41,6 +41,7 @@ def test_segment_monitor_fires_once_when_only_its_segment_degrades(
         "rule": {"type": "log_loss_above", "threshold": 0.5},
         "model_version": None,
         "segment": "country:DE",
+        "segment_key": None,
     }
     start = _ts(T0 + 1 * HOUR)
     assert payload["window"]["start"] == start
