@@ -225,6 +225,7 @@
 
   // The slice a monitor watches, if any ("" is the unversioned model_version).
   function describeSlice(m) {
+    if (m.segment_key) return ` on each ${m.segment_key}`;
     if (m.segment) return ` on ${m.segment}`;
     if (m.model_version !== null && m.model_version !== undefined) {
       return ` on version ${m.model_version === "" ? "(none)" : m.model_version}`;
