@@ -27,14 +27,7 @@ VersionPair = Annotated[str, StringConstraints(pattern=r"^[^,\x00]{0,128},[^,\x0
 
 
 def _difference(d: PairedDifference) -> Difference:
-    return Difference(
-        n=d.n,
-        weight_sum=d.weight_sum,
-        log_loss_a=d.log_loss_a,
-        log_loss_b=d.log_loss_b,
-        difference=d.difference,
-        difference_stderr=d.difference_stderr,
-    )
+    return Difference.model_validate(d, from_attributes=True)
 
 
 @router.get(

@@ -8,9 +8,7 @@ comparison is unpaired (the two samples' standard errors add in quadrature).
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +25,7 @@ from app.metrics import (
     paired_difference,
 )
 from app.models.models import MonitoredModel
-from app.windows.reader import read_joined
+from app.windows.reader import parse_probabilities, read_joined
 from app.windows.values import compute_stats
 
 
@@ -68,10 +66,6 @@ def _paired_sql(pg: bool, multiclass: bool, versions: bool, start: bool, end: bo
     return sql
 
 
-def _probabilities(texts: Sequence[str], n: int) -> np.ndarray:
-    return np.array(json.loads("[" + ",".join(texts) + "]"), dtype=np.float64).reshape(n, -1)
-
-
 def empty() -> Comparison:
     nothing = np.empty(0, dtype=np.float64)
     return Comparison(paired_difference(nothing, nothing, nothing), {})
@@ -108,8 +102,8 @@ def paired(
     if multiclass:
         n = len(rows)
         index = labels.astype(np.int64)
-        loss_a = multiclass_losses(_probabilities(columns[1], n), index, a.clip_eps)
-        loss_b = multiclass_losses(_probabilities(columns[2], n), index, b.clip_eps)
+        loss_a = multiclass_losses(parse_probabilities(columns[1], n), index, a.clip_eps)
+        loss_b = multiclass_losses(parse_probabilities(columns[2], n), index, b.clip_eps)
     else:
         loss_a = binary_losses(np.array(columns[1], dtype=np.float64), labels, a.clip_eps)
         loss_b = binary_losses(np.array(columns[2], dtype=np.float64), labels, b.clip_eps)
@@ -161,11 +155,9 @@ def unpaired(
         compute_stats(rows, model.clip_eps, np.zeros(len(rows), dtype=np.int64)).get(0)
         for rows in sides
     ]
-    windows = {
-        ws: _difference(per_window[0][ws], per_window[1][ws])
-        for ws in sorted(set(per_window[0]) & set(per_window[1]))
-    }
-    windows = {ws: d for ws, d in windows.items() if d.n > 0}
+    both = sorted(set(per_window[0]) & set(per_window[1]))
+    differences = (_difference(per_window[0][ws], per_window[1][ws]) for ws in both)
+    windows = {ws: d for ws, d in zip(both, differences, strict=True) if d.n > 0}
     oa, ob = overall
     if oa is None or ob is None:
         return Comparison(empty().overall, windows)

@@ -21,7 +21,7 @@ from app.metrics.logloss import (
     multiclass_losses,
 )
 from app.metrics.stats import weighted_quantiles, weighted_stderr
-from app.metrics.window import WindowStats
+from app.metrics.window import WindowStats, unscored
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -41,27 +41,6 @@ def _check_inputs(
     if not ((p >= 0.0) & (p <= 1.0)).all():
         raise ValueError("probabilities must lie in [0, 1]")
     return p, y, w
-
-
-def _without_labels(
-    predictions: int, labeled: int, weight_sum: float, expected: float | None
-) -> WindowStats:
-    """The None pattern of a window with nothing (positively weighted) to score."""
-    return WindowStats(
-        predictions=predictions,
-        labeled=labeled,
-        label_coverage=labeled / predictions if predictions else None,
-        weight_sum=weight_sum,
-        positive_rate=None,
-        log_loss=None,
-        baseline_log_loss=None,
-        skill=None,
-        log_loss_stderr=None,
-        log_loss_median=None,
-        log_loss_p90=None,
-        expected_log_loss=expected,
-        accuracy=None,
-    )
 
 
 def _class_mean(losses: FloatArray, w: FloatArray, rows: npt.NDArray[np.bool_]) -> float | None:
@@ -87,7 +66,7 @@ def multiclass_window_stats(
     p_all, y_all, w_all = _check_inputs(probabilities, labels, weights)
     predictions, n_classes = p_all.shape
     if predictions == 0:
-        return _without_labels(0, 0, 0.0, None)
+        return unscored(0, 0, 0.0, None)
 
     # Uses every prediction: it needs no label, so it is available before actuals land.
     expected = float(np.mean(categorical_entropies(p_all, eps)))
@@ -100,7 +79,7 @@ def multiclass_window_stats(
         raise ValueError("weights of labeled rows must be finite and non-negative")
     weight_sum = float(w.sum())
     if n == 0 or weight_sum == 0.0:
-        return _without_labels(predictions, n, weight_sum, expected)
+        return unscored(predictions, n, weight_sum, expected)
 
     p = p_all[mask]
     losses = multiclass_losses(p, y, eps)

@@ -66,6 +66,28 @@ def _check_inputs(
     return s, y, w
 
 
+def unscored(
+    predictions: int, labeled: int, weight_sum: float, expected: float | None
+) -> WindowStats:
+    """A window with nothing (positively weighted) to score: only counts, coverage and
+    the model's own expectation are defined."""
+    return WindowStats(
+        predictions=predictions,
+        labeled=labeled,
+        label_coverage=labeled / predictions if predictions else None,
+        weight_sum=weight_sum,
+        positive_rate=None,
+        log_loss=None,
+        baseline_log_loss=None,
+        skill=None,
+        log_loss_stderr=None,
+        log_loss_median=None,
+        log_loss_p90=None,
+        expected_log_loss=expected,
+        accuracy=None,
+    )
+
+
 def binary_window_stats(
     scores: npt.ArrayLike,
     labels: npt.ArrayLike,
@@ -80,21 +102,7 @@ def binary_window_stats(
     s, y_all, w_all = _check_inputs(scores, labels, weights)
     predictions = int(s.size)
     if predictions == 0:
-        return WindowStats(
-            predictions=0,
-            labeled=0,
-            label_coverage=None,
-            weight_sum=0.0,
-            positive_rate=None,
-            log_loss=None,
-            baseline_log_loss=None,
-            skill=None,
-            log_loss_stderr=None,
-            log_loss_median=None,
-            log_loss_p90=None,
-            expected_log_loss=None,
-            accuracy=None,
-        )
+        return unscored(0, 0, 0.0, None)
 
     p_all = clip(s, eps)
     # Uses every prediction: it needs no label, so it is available before actuals land.
@@ -112,23 +120,7 @@ def binary_window_stats(
     weight_sum = float(w.sum())
 
     if n == 0 or weight_sum == 0.0:
-        # Without (positively weighted) labels nothing but coverage and the model's
-        # own expectation is defined.
-        return WindowStats(
-            predictions=predictions,
-            labeled=n,
-            label_coverage=coverage,
-            weight_sum=weight_sum,
-            positive_rate=None,
-            log_loss=None,
-            baseline_log_loss=None,
-            skill=None,
-            log_loss_stderr=None,
-            log_loss_median=None,
-            log_loss_p90=None,
-            expected_log_loss=expected,
-            accuracy=None,
-        )
+        return unscored(predictions, n, weight_sum, expected)
 
     p = p_all[mask]
     positive = y == 1.0

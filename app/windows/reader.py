@@ -55,8 +55,10 @@ def _select(pg: bool, *, multiclass: bool, with_slices: bool) -> str:
     )
 
 
-def _parse_probabilities(texts: Sequence[str], n: int) -> np.ndarray:
-    # One json.loads over the joined rows runs in C; a loads() per row would not.
+def parse_probabilities(texts: Sequence[str], n: int) -> np.ndarray:
+    """(n, K) probabilities from each row's JSON list text.
+
+    One json.loads over the joined rows runs in C; a loads() per row would not."""
     return np.array(json.loads("[" + ",".join(texts) + "]"), dtype=np.float64).reshape(n, -1)
 
 
@@ -120,7 +122,7 @@ def read_joined(
         )
     columns = list(zip(*rows, strict=True))
     numeric = np.array(columns[:3], dtype=np.float64)  # None -> NaN for unlabeled rows
-    probabilities = _parse_probabilities(columns[3], n) if multiclass else None
+    probabilities = parse_probabilities(columns[3], n) if multiclass else None
     return JoinedRows(
         window_starts=numeric[0].astype(np.int64),
         scores=empty if multiclass else np.array(columns[3], dtype=np.float64),

@@ -251,7 +251,7 @@ def _on_demand(
     start: int | None = None,
     end: int | None = None,
     window_starts: Sequence[int] | None = None,
-) -> list[dict[str, object]]:
+) -> list[history_json.Fragment]:
     rows = read_joined(
         session=session,
         model_id=model.id,
@@ -264,13 +264,15 @@ def _on_demand(
     )
     stats = compute_stats(rows, model.clip_eps)
     return [
-        metric_values(
-            model_id=model.id,
-            window_start=ws,
-            window_seconds=model.window_seconds,
-            stats=stats[ws],
-            now=now,
-            classes=model.classes,
+        history_json.fragment_from_values(
+            metric_values(
+                model_id=model.id,
+                window_start=ws,
+                window_seconds=model.window_seconds,
+                stats=stats[ws],
+                now=now,
+                classes=model.classes,
+            )
         )
         for ws in sorted(stats)
         if stats[ws].predictions > 0
@@ -294,7 +296,7 @@ def filtered_history(
     on demand from the matching predictions."""
     single = slice_store.parse_slice(model_version, segments)
     if single is None:
-        values = _on_demand(
+        return _on_demand(
             session=session,
             model=model,
             model_version=model_version,
@@ -303,14 +305,13 @@ def filtered_history(
             start=start,
             end=end,
         )
-        return [history_json.fragment_from_values(v) for v in values]
     kind, key, value = single
     stored, maybe = slice_store.read_slice(
         session=session, model_id=model.id, kind=kind, key=key, value=value, start=start, end=end
     )
     out = list(stored)
     if maybe:
-        computed = _on_demand(
+        out += _on_demand(
             session=session,
             model=model,
             model_version=model_version,
@@ -318,6 +319,5 @@ def filtered_history(
             now=now,
             window_starts=maybe,
         )
-        out += [history_json.fragment_from_values(v) for v in computed]
         out.sort(key=lambda f: f[0])
     return out
