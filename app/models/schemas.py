@@ -92,11 +92,9 @@ class ModelIn(BaseModel):
     @field_validator("classes")
     @classmethod
     def _classes(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            if len(v) < 2:
-                raise ValueError("classes needs at least 2 class names")
-            if len(set(v)) != len(v):
-                raise ValueError("class names must be unique")
+        # min_length=2 is checked by the field itself; JSON Schema's uniqueItems is not.
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("class names must be unique")
         return v
 
     @model_validator(mode="after")
