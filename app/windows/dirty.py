@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, insert, or_, select, text, tuple_, update
+from sqlalchemy import CursorResult, Result, and_, delete, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.db import is_postgres
@@ -56,6 +57,10 @@ ON CONFLICT (model_id, window_start) DO UPDATE SET generation = dirty_windows.ge
 """
 
 
+def _rowcount(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
 def fold(*, session: Session) -> int:
     """Move the logged changes into `dirty_windows`: a new row at generation 1, or the
     existing row's generation bumped (so a claim computed from older inputs is retried).
@@ -66,8 +71,8 @@ def fold(*, session: Session) -> int:
     in one transaction can deadlock against another pass.
     """
     if is_postgres(session):
-        return int(session.execute(text(_PG_FOLD)).rowcount or 0)
-    touched = int(session.execute(text(_SQLITE_FOLD)).rowcount or 0)
+        return _rowcount(session.execute(text(_PG_FOLD)))
+    touched = _rowcount(session.execute(text(_SQLITE_FOLD)))
     if touched:
         session.execute(delete(WindowChange))
     return touched
