@@ -56,11 +56,16 @@ def start_serve(
     log_path: Path | None = None,
     timeout_s: float = 30.0,
     poll_s: float = 0.05,
+    workers: int | None = 1,
 ) -> ServerProcess:
     """A real `lossmon serve` on 127.0.0.1, returned once /healthz answers 200.
 
-    It runs in `workdir`, so anything it writes beside itself stays there."""
+    It runs in `workdir`, so anything it writes beside itself stays there. `workers`:
+    one process by default (a SIGKILL then takes the whole server down); None leaves
+    serve's production default; `--workers` in `args` wins."""
     port = port or free_port()
+    if workers is not None and "--workers" not in args:
+        args = (*args, "--workers", str(workers))
     log_path = log_path or workdir / f"server-{port}.log"
     process = spawn(
         ["serve", "--host", "127.0.0.1", "--port", str(port), *args],

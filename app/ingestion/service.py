@@ -18,8 +18,13 @@ from sqlalchemy.orm import Session
 from app.api.errors import BatchValidationError, item_error
 from app.ingestion import bulk
 from app.ingestion.schemas import ActualIn, PredictionIn, as_utc_micros
-from app.registry.models import MonitoredModel
+from app.registry.cache import ModelShape
 from app.windows import dirty
+
+
+class ModelChanged(Exception):
+    """The model row changed after the batch was validated against it; nothing was
+    written. The caller re-reads the model and tries again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +133,11 @@ def _multiclass_probabilities(
 
 
 def ingest_predictions(
-    *, session: Session, model: MonitoredModel, items: Sequence[PredictionIn], now_us: int
+    *, session: Session, model: ModelShape, items: Sequence[PredictionIn], now_us: int
 ) -> PredictionResult:
     probabilities: list[str | None] = [None] * len(items)
     if model.task == "multiclass":
-        probabilities, errors = _multiclass_probabilities(items, model.classes or [])
+        probabilities, errors = _multiclass_probabilities(items, model.classes or ())
     else:
         errors = _check_binary_predictions(items)
     if errors:
@@ -155,10 +160,15 @@ def ingest_predictions(
         model_versions=[p.model_version for p in ordered],
         segments=_segments_json(ordered),
     )
-    accepted, windows = bulk.insert_predictions(
-        session=session, model_id=model.id, rows=rows, received_us=now_us
+    accepted = bulk.insert_predictions(
+        session=session,
+        model_id=model.id,
+        model_version=model.updated_at,
+        rows=rows,
+        received_us=now_us,
     )
-    dirty.mark_dirty(session=session, model_id=model.id, window_starts=windows)
+    if accepted is None:
+        raise ModelChanged(model.id)
     return PredictionResult(accepted=accepted, duplicates=len(items) - accepted)
 
 
@@ -168,12 +178,12 @@ def _binary_label(value: bool | int | str) -> int | None:
     return int(value) if value in (0, 1) else None
 
 
-def _labels(model: MonitoredModel, items: Sequence[ActualIn]) -> list[int]:
+def _labels(model: ModelShape, items: Sequence[ActualIn]) -> list[int]:
     """Stored label per item: 0/1, or the class's index for multiclass."""
     labels: list[int] = []
     errors = []
     if model.task == "multiclass":
-        index = {name: k for k, name in enumerate(model.classes or [])}
+        index = {name: k for k, name in enumerate(model.classes or ())}
         for i, item in enumerate(items):
             k = index.get(item.label) if isinstance(item.label, str) else None
             if k is None:
@@ -196,7 +206,7 @@ def _labels(model: MonitoredModel, items: Sequence[ActualIn]) -> list[int]:
 
 
 def ingest_actuals(
-    *, session: Session, model: MonitoredModel, items: Sequence[ActualIn], now_us: int
+    *, session: Session, model: ModelShape, items: Sequence[ActualIn], now_us: int
 ) -> ActualResult:
     labels = _labels(model, items)
 
