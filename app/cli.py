@@ -166,7 +166,15 @@ def serve(
         bool,
         typer.Option("--scheduler/--no-scheduler", help="run the compute scheduler in-process"),
     ] = True,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes (default LOSSMON_WORKERS, else one per CPU on PostgreSQL "
+            "up to 8, 1 on SQLite)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API (and, by default, the scheduler). --workers N runs N API processes."""
     import uvicorn
@@ -185,6 +193,7 @@ def serve(
         "log_config": log_config,
         "timeout_graceful_shutdown": 10,
     }
+    workers = workers or settings.serve_workers()
     if workers == 1:
         uvicorn.run(create_app(settings, run_scheduler=scheduler), **common)
         return
@@ -192,7 +201,15 @@ def serve(
     # one; database claims keep that correct, but `serve --no-scheduler` beside a
     # `lossmon worker` is the lighter layout.
     os.environ[SCHEDULER_ENV] = "1" if scheduler else "0"
-    uvicorn.run("app.main:create_app_from_env", factory=True, workers=workers, **common)
+    uvicorn.run(
+        "app.main:create_app_from_env",
+        factory=True,
+        workers=workers,
+        # uvicorn restarts a worker that does not answer its supervisor within this; a
+        # busy host starting N processes at once needs more than the 5 s default.
+        timeout_worker_healthcheck=30,
+        **common,
+    )
 
 
 @cli.command()

@@ -222,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra_env={"LOSSMON_RATE_LIMIT": "10000000/minute", "LOSSMON_LOG_LEVEL": "WARNING"},
             args=serve_args,
             workers=args.workers,
+            timeout_s=120,
         )
         reference = start_reference(db, RESULTS_DIR / f"{NAME}-reference.log")
         try:
