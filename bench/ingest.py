@@ -4,9 +4,10 @@
     .venv/bin/python bench/ingest.py --quick    # smoke run, a few seconds
 
 Everything is started here: a fresh PostgreSQL database (dropped at the end), a real
-`lossmon serve --no-scheduler` subprocess, the clients. Phases, each starting from
-truncated `predictions`/`dirty_windows`/`window_changes` tables after a CHECKPOINT, each preceded by an
-untimed warm-up batch per worker (to another model, truncated before timing):
+`lossmon serve --no-scheduler` subprocess (production defaults), the clients. Phases,
+each starting from truncated `predictions`/`dirty_windows`/`window_changes` tables after a
+CHECKPOINT, each preceded by an untimed warm-up batch per worker (to another model,
+truncated before timing):
 
 1. HTTP: N threads with one httpx.Client each POST prebuilt JSON bodies of B predictions
    to /v1/models/bench/predictions (batches handed out from a shared queue).
