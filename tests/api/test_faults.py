@@ -26,6 +26,7 @@ from tests.conftest import Db, Server, start_server, stop_server
 LOCK_TIMEOUT_S = 2.0
 WRITE_BOUND_S = 2.5  # the lock timeout plus the hops around it
 HEALTH_BOUND_S = 0.1
+READ_BOUND_S = 1.0
 # More concurrent writers than uvicorn's threadpool has threads (40).
 WRITERS = 48
 
@@ -163,7 +164,9 @@ def test_held_lock_gives_bounded_503s_and_health_keeps_answering(
     # Reads of data the lock does not cover keep answering (both databases: SQLite
     # readers use WAL snapshots, and blocked writers do not hold the read threads).
     assert read_answers and {s for s, _ in read_answers} == {200}, read_answers
-    assert max(t for _, t in read_answers) < WRITE_BOUND_S
+    # Well under the lock timeout: a read never waits for a blocked writer's thread or
+    # connection (it would, were writes not queued at the gate, app/api/write_gate.py).
+    assert max(t for _, t in read_answers) < READ_BOUND_S
 
     # Released: everything works again, and nothing of the refused writes was stored.
     assert httpx.get(f"{base}/readyz").status_code == 200
