@@ -10,9 +10,7 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ from tests.conftest import Db, Server, start_server, stop_server
 LOCK_TIMEOUT_S = 2.0
 WRITE_BOUND_S = 2.5  # the lock timeout plus the hops around it
 HEALTH_BOUND_S = 0.1
+HEALTH_STALL_S = 0.5
 READ_BOUND_S = 1.0
 # More concurrent writers than uvicorn's threadpool has threads (40).
 WRITERS = 48
@@ -59,11 +58,6 @@ def held_write_lock(db: Db) -> Iterator[None]:
         finally:
             lite.execute("ROLLBACK")
             lite.close()
-
-
-def _prediction(pid: str) -> dict[str, object]:
-    ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    return {"predictions": [{"prediction_id": pid, "timestamp": ts, "score": 0.3}]}
 
 
 # Runs in its own process: in the test's process, 48 writer threads would share the
@@ -111,18 +105,70 @@ class Probe:
         return [(int(s), float(t)) for s, t in json.loads(out)]
 
 
+# Concurrent single-prediction POSTs from their own lean process (asyncio streams, one
+# connection each): what is timed is the server's answer, not this process's threads.
+_WRITER = """
+import asyncio, json, sys, time
+host, port, path, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+n, ts = int(sys.argv[5]), sys.argv[6]
+
+async def one(i, opened):
+    reader, writer = await asyncio.open_connection(host, port)
+    body = json.dumps({"predictions": [
+        {"prediction_id": f"{prefix}-{i}", "timestamp": ts, "score": 0.3}]}).encode()
+    head = (f"POST {path} HTTP/1.1\\r\\nHost: {host}\\r\\nContent-Type: application/json\\r\\n"
+            f"Content-Length: {len(body)}\\r\\nConnection: close\\r\\n\\r\\n").encode()
+    await opened.wait()
+    started = time.perf_counter()
+    writer.write(head + body)
+    status_line = await reader.readline()
+    elapsed = time.perf_counter() - started
+    rest = (await reader.read()).decode("latin-1").lower()
+    writer.close()
+    retry = None
+    for line in rest.split("\\r\\n"):
+        if line.startswith("retry-after:"):
+            retry = line.split(":", 1)[1].strip()
+    return int(status_line.split()[1]), retry, elapsed
+
+async def main():
+    opened = asyncio.Event()
+    tasks = [asyncio.create_task(one(i, opened)) for i in range(n)]
+    await asyncio.sleep(0.2)  # connections open first: only the requests are timed
+    opened.set()
+    await asyncio.sleep(0.1)
+    print("sent", flush=True)
+    print(json.dumps(await asyncio.gather(*tasks)), flush=True)
+
+asyncio.run(main())
+"""
+
+
+class Writers:
+    """n concurrent single-prediction POSTs: (status, Retry-After, seconds) of each."""
+
+    def __init__(self, url: str, prefix: str, n: int) -> None:
+        host_port, path = url.removeprefix("http://").split("/", 1)
+        host, port = host_port.split(":")
+        ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, host, port, "/" + path, prefix, str(n), ts],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait_sent(self) -> None:
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == "sent"
+
+    def results(self) -> list[tuple[int, str | None, float]]:
+        out, _ = self.process.communicate(timeout=60)
+        last = out.strip().splitlines()[-1]  # after "sent", unless wait_sent() read it
+        return [(int(s), r, float(t)) for s, r, t in json.loads(last)]
+
+
 def _writes(url: str, prefix: str, n: int) -> list[tuple[int, str | None, float]]:
-    """n concurrent single-prediction POSTs (one shared connection pool, so the
-    client's own set-up does not count): (status, Retry-After, seconds) of each."""
-
-    def write(client: httpx.Client, pid: str) -> tuple[int, str | None, float]:
-        started = time.perf_counter()
-        r = client.post(url, json=_prediction(pid))
-        return r.status_code, r.headers.get("retry-after"), time.perf_counter() - started
-
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    with httpx.Client(timeout=30, limits=limits) as client, ThreadPoolExecutor(n) as pool:
-        return list(pool.map(lambda i: write(client, f"{prefix}-{i}"), range(n)))
+    return Writers(url, prefix, n).results()
 
 
 def test_held_lock_gives_bounded_503s_and_health_keeps_answering(
@@ -134,19 +180,21 @@ def test_held_lock_gives_bounded_503s_and_health_keeps_answering(
     post_url = f"{base}/v1/models/ctr/predictions"
     assert _writes(post_url, "before", 1)[0][0] == 200
 
-    # Both probes run while the writers wait (they give up after about 2 s).
-    health = Probe(fault_server, "/healthz", seconds=1.8)
-    reads = Probe(fault_server, "/v1/models/other", seconds=1.8)
+    # Both probes run while the writers wait (they give up about 2 s after they were sent).
+    health = Probe(fault_server, "/healthz", seconds=1.5)
+    reads = Probe(fault_server, "/v1/models/other", seconds=1.5)
     with held_write_lock(db):
+        writers = Writers(post_url, "blocked", WRITERS)
+        writers.wait_sent()
         for p in (health, reads):
             p.start()
-        results = _writes(post_url, "blocked", WRITERS)
+        results = writers.results()
         ready = httpx.get(f"{base}/readyz", timeout=10)
     health_answers, read_answers = health.answers(), reads.answers()
 
     print(
         f"{db.kind}: {WRITERS} writes, slowest 503 {max(r[2] for r in results):.2f}s; "
-        f"/healthz worst {max(t for _, t in health_answers) * 1000:.0f} ms "
+        f"/healthz ms {sorted(round(t * 1000) for _, t in health_answers)[-5:]} (worst 5) "
         f"({len(health_answers)} answers); reads worst "
         f"{max((t for _, t in read_answers), default=0) * 1000:.0f} ms"
     )
@@ -159,8 +207,14 @@ def test_held_lock_gives_bounded_503s_and_health_keeps_answering(
 
     assert len(health_answers) >= 10
     assert {s for s, _ in health_answers} == {200}
-    worst_health = max(t for _, t in health_answers)
-    assert worst_health < HEALTH_BOUND_S, f"/healthz took {worst_health * 1000:.0f} ms"
+    # /healthz waits on nothing: without the write gate and an async route it would wait
+    # for a free thread, i.e. about the lock timeout. The tolerance for the worst answer
+    # is for one scheduling stall on a shared, overloaded machine (seen: 1 in 60 over 100
+    # ms at load average 20 on 2 cores); the 90th percentile is held to the 100 ms.
+    times = sorted(t for _, t in health_answers)
+    p90 = times[int(0.9 * (len(times) - 1))]
+    assert p90 < HEALTH_BOUND_S, f"/healthz p90 {p90 * 1000:.0f} ms"
+    assert times[-1] < HEALTH_STALL_S, f"/healthz worst {times[-1] * 1000:.0f} ms"
     # Reads of data the lock does not cover keep answering (both databases: SQLite
     # readers use WAL snapshots, and blocked writers do not hold the read threads).
     assert read_answers and {s for s, _ in read_answers} == {200}, read_answers
