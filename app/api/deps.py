@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.errors import ApiError
+from app.api.write_gate import write_slot
 from app.auth import service as auth_service
 from app.auth.cache import KeyCache, KeyInfo
 from app.config import Settings
@@ -23,7 +24,11 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def get_session(
+    request: Request,
+    # Bounded wait before the thread hop (SQLite: one writer; the request's deadline).
+    _slot: Annotated[None, Depends(write_slot, scope="function")],
+) -> Iterator[Session]:
     factory: sessionmaker[Session] = request.app.state.session_factory
     session = factory()
     try:
@@ -59,7 +64,11 @@ ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 Transaction = Callable[[], AbstractContextManager[Session]]
 
 
-def get_transaction(request: Request) -> Transaction:
+def get_transaction(
+    request: Request,
+    # The same bounded writer admission as SessionDep (app/api/write_gate.py).
+    _slot: Annotated[None, Depends(write_slot, scope="function")],
+) -> Transaction:
     """For hot write routes: `with transaction() as session:` opens, commits (or rolls
     back) and closes the unit of work inside the route's own threadpool call. SessionDep
     commits in the dependency's teardown, a second thread hop after the route returned,

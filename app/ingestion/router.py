@@ -87,7 +87,11 @@ def post_predictions(
 
     def work(session: Session, model: ModelShape) -> service.PredictionResult:
         return service.ingest_predictions(
-            session=session, model=model, items=batch.predictions, now_us=now_us
+            session=session,
+            model=model,
+            items=batch.predictions,
+            now_us=now_us,
+            max_future_s=settings.max_future_s,
         )
 
     result = _with_cached_model(request, model_id, transaction, work)
@@ -110,7 +114,11 @@ def post_actuals(
         # Read in the transaction: labels are stored by the model's class list.
         model = model_service.require_model(session=session, model_id=model_id)
         result = service.ingest_actuals(
-            session=session, model=ModelShape.of(model), items=batch.actuals, now_us=_now_us()
+            session=session,
+            model=ModelShape.of(model),
+            items=batch.actuals,
+            now_us=_now_us(),
+            max_future_s=settings.max_future_s,
         )
     observability_counters.record_actuals(model.id, result.matched, result.pending)
     return IngestActualsOut(
