@@ -54,7 +54,7 @@ def start_serve(
     args: tuple[str, ...] = ("--no-scheduler",),
     port: int | None = None,
     log_path: Path | None = None,
-    timeout_s: float = 30.0,
+    timeout_s: float = 60.0,
     poll_s: float = 0.05,
     workers: int | None = 1,
 ) -> ServerProcess:
