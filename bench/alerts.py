@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.alerting.rules import (
+    Cusum,
     LogLossAbove,
     Reference,
     RelativeToReference,
@@ -61,6 +62,7 @@ from app.alerting.rules import (
     point_from_stats,
     reference_from,
     reference_range,
+    transition,
 )
 from app.metrics import binary_window_stats
 
@@ -214,11 +216,13 @@ def make_rules(cal: Calibration) -> dict[str, Rule]:
         # Tuned to the same stationary level: 10% above the healthy model's expected
         # log loss (from the calibration sample), independent of window size.
         STATIC: LogLossAbove(threshold=round(1.1 * cal.stationary_log_loss, 4)),
+        # Sequential: h solved from k and the false-alarm budget (1 alarm / 100 windows).
+        "cusum k=0.5 (1%)": Cusum(reference_start=BASE, reference_end=ref_end, k=0.5),
     }
 
 
 def stream_reference(rule: Rule, points: Sequence[WindowPoint]) -> Reference | None:
-    if not isinstance(rule, RelativeToReference):
+    if not isinstance(rule, RelativeToReference | Cusum):
         return None
     first, end = reference_range(rule)
     return reference_from(
@@ -231,16 +235,39 @@ def firing_series(
 ) -> list[bool]:
     """verdict.firing at every window from ``start`` on, as the evaluator would see it:
     only the windows up to the current one, only the ``lookback`` most recent."""
+    return alert_series(rule, points, start, for_windows)[0]
+
+
+def alert_series(
+    rule: Rule, points: Sequence[WindowPoint], start: int, for_windows: int
+) -> tuple[list[bool], int]:
+    """(verdict.firing at every window from ``start`` on, alert episodes started).
+
+    Runs the evaluator's state machine (rules.transition) window by window, so a cusum
+    restarts after each resolved episode exactly as in the service (``origin``)."""
     reference = stream_reference(rule, points)
     need = lookback(rule, for_windows)
     out = []
+    firing = False
+    onsets = 0
+    origin: int | None = None
     for t in range(start, len(points)):
         recent = points[max(0, t + 1 - need) : t + 1]
         verdict = evaluate(
-            rule, recent, for_windows=for_windows, min_labeled=MIN_LABELED, reference=reference
+            rule,
+            recent,
+            for_windows=for_windows,
+            min_labeled=MIN_LABELED,
+            reference=reference,
+            origin=origin,
         )
+        action = transition(firing, verdict)
+        if action == "fire":
+            firing, onsets = True, onsets + 1
+        elif action == "resolve":
+            firing, origin = False, points[t].window_start
         out.append(verdict.firing)
-    return out
+    return out, onsets
 
 
 # --------------------------------------------------------------------------- measurements
@@ -263,6 +290,7 @@ def false_alarms(
     rows: list[dict[str, object]] = []
     for size_index, (labels, streams, evaluated) in enumerate(sizes):
         counts = {(name, fw): 0 for name in rules for fw in FOR_WINDOWS}
+        episodes = {(name, fw): 0 for name in rules for fw in FOR_WINDOWS}
         total = 0
         losses: list[float] = []
         stderrs: list[float] = []
@@ -274,7 +302,9 @@ def false_alarms(
             stderrs += [p.log_loss_stderr for p in points if p.log_loss_stderr is not None]
             for name, rule in rules.items():
                 for fw in FOR_WINDOWS:
-                    counts[name, fw] += sum(firing_series(rule, points, REFERENCE_WINDOWS, fw))
+                    fired, onsets = alert_series(rule, points, REFERENCE_WINDOWS, fw)
+                    counts[name, fw] += sum(fired)
+                    episodes[name, fw] += onsets
         for name in rules:
             row: dict[str, object] = {
                 "rule": name,
@@ -289,6 +319,8 @@ def false_alarms(
                 row[f"for{fw}_firing"] = k
                 row[f"for{fw}_rate"] = k / total
                 row[f"for{fw}_rate_upper95"] = wilson_upper(k, total)
+                row[f"for{fw}_episodes"] = episodes[name, fw]
+                row[f"for{fw}_episode_rate"] = episodes[name, fw] / total
             rows.append(row)
     return rows
 
@@ -430,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "for=1",
                 "for=1 95% up",
                 "for=2",
+                "episodes/window (for=1)",
                 "target",
             ],
             [
@@ -441,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{pct(float(str(r['for1_rate'])))} ({r['for1_firing']})",
                     pct(float(str(r["for1_rate_upper95"]))),
                     f"{pct(float(str(r['for2_rate'])))} ({r['for2_firing']})",
+                    f"{pct(float(str(r['for1_episode_rate'])))} ({r['for1_episodes']})",
                     "<= 1%" if r["rule"] != STATIC else "-",
                 ]
                 for r in fa_rows

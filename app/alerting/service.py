@@ -182,6 +182,15 @@ def update_monitor(
     monitor.model_version, monitor.segment = version, segment
     monitor.segment_key = segment_key
     monitor.needs_eval = True
+    # A changed monitor is judged afresh on its newest window, not on every window
+    # since it was last judged under its old definition.
+    monitor.last_evaluated_window = None
+    session.execute(
+        update(MonitorSegmentState)
+        .where(MonitorSegmentState.monitor_id == monitor.id)
+        .values(last_evaluated_window=None)
+        .execution_options(synchronize_session=False)
+    )
     monitor.updated_at = now
     _flush_unique(session, monitor.model_id, monitor.name)
     if fanout_changed:  # after the 409 check: closing flushes
@@ -277,18 +286,79 @@ def _snapshot(monitor: Monitor) -> dict[str, Any]:
     }
 
 
-def _judge(
-    session: Session, monitor: Monitor, rule: rules.Rule, value: str | None = None
-) -> tuple[rules.Verdict, dict[int, series.MetricRow]]:
-    rows = series.recent_windows(session=session, monitor=monitor, rule=rule, value=value)
-    verdict = rules.evaluate(
-        rule,
-        [series.point(r) for r in rows],
-        for_windows=monitor.for_windows,
-        min_labeled=monitor.min_labeled,
-        reference=series.reference(session=session, monitor=monitor, rule=rule, value=value),
+def _judge_series(
+    session: Session,
+    monitor: Monitor,
+    rule: rules.Rule,
+    *,
+    value: str | None,
+    segment: str | None,
+    state: str,
+    alert_id: str | None,
+    after: int | None,
+    now: datetime,
+) -> tuple[str, str | None, int | None]:
+    """Judge every window of one series that became evaluable since its last
+    evaluation, oldest first, each on the history up to it, applying each transition
+    with that window. Returns the series' (state, current_alert_id, last judged window).
+
+    Windows judged late (older than ``after``, the newest already judged; their labels
+    came after newer windows') may open an episode but not resolve one: whether the
+    series has recovered is decided by its newest window, which is judged again after
+    them. A late window at or before the window that resolved the series' last episode
+    opens nothing: that stretch was already decided.
+    """
+    rows, judged = series.judge_windows(
+        session=session,
+        monitor=monitor,
+        rule=rule,
+        value=value,
+        after=after,
+        changed_since=monitor.evaluated_at,
     )
-    return verdict, {r.window_start: r for r in rows}
+    if not judged:
+        if state == "pending":
+            state = "no_data"
+        return state, alert_id, after
+    points = [series.point(r) for r in rows]
+    by_start = {r.window_start: r for r in rows}
+    position = {p.window_start: i for i, p in enumerate(points)}
+    newest = max(after or judged[-1], judged[-1])
+    if judged[-1] < newest and newest in position:
+        judged.append(newest)  # late windows judged: the newest decides recovery
+    reference = series.reference(session=session, monitor=monitor, rule=rule, value=value)
+    origin = series.restart_origin(session=session, monitor=monitor, segment=segment)
+    need = rules.lookback(rule, monitor.for_windows)
+    for start in judged:
+        i = position[start]
+        # The coverage rule is always judged at the newest window (its grace windows
+        # are counted back from there): it gets them all.
+        coverage = isinstance(rule, rules.LabelCoverageBelow)
+        verdict = rules.evaluate(
+            rule,
+            points if coverage else points[max(0, i + 1 - need) : i + 1],
+            for_windows=monitor.for_windows,
+            min_labeled=monitor.min_labeled,
+            reference=reference,
+            origin=origin,
+        )
+        late = after is not None and start < after
+        if late and (state == "firing" or (origin is not None and start <= origin)):
+            continue
+        before = state
+        state, alert_id = _step(
+            session,
+            monitor,
+            verdict,
+            by_start,
+            state=state,
+            alert_id=alert_id,
+            segment=segment,
+            now=now,
+        )
+        if before == "firing" and state != "firing":
+            origin = start  # a cusum restarts at the window that resolved the episode
+    return state, alert_id, newest
 
 
 def _step(
@@ -346,31 +416,26 @@ def _step(
     return state, alert_id
 
 
-def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> rules.Verdict | None:
-    """Evaluate one (locked) monitor; write any transition with its outbox row.
-
-    Returns the verdict of a single-series monitor (None for a fan-out monitor)."""
+def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> None:
+    """Evaluate one (locked) monitor; write any transition with its outbox row."""
     rule = rules.parse_rule(monitor.rule)
-    verdict: rules.Verdict | None = None
     if monitor.segment_key is not None:
         _evaluate_fanout(session, monitor, rule, now)
     else:
-        verdict, by_start = _judge(session, monitor, rule)
-        monitor.state, monitor.current_alert_id = _step(
+        monitor.state, monitor.current_alert_id, monitor.last_evaluated_window = _judge_series(
             session,
             monitor,
-            verdict,
-            by_start,
+            rule,
+            value=None,
+            segment=None,
             state=monitor.state,
             alert_id=monitor.current_alert_id,
-            segment=None,
+            after=monitor.last_evaluated_window,
             now=now,
         )
-        monitor.last_evaluated_window = verdict.last.window_start if verdict.last else None
     monitor.needs_eval = False
     monitor.evaluated_at = now
     session.flush()
-    return verdict
 
 
 def _evaluate_fanout(session: Session, monitor: Monitor, rule: rules.Rule, now: datetime) -> None:
@@ -401,19 +466,17 @@ def _evaluate_fanout(session: Session, monitor: Monitor, rule: rules.Rule, now: 
             )
             session.add(row)
             states[value] = row
-        verdict, by_start = _judge(session, monitor, rule, value)
-        row.state, row.current_alert_id = _step(
+        row.state, row.current_alert_id, row.last_evaluated_window = _judge_series(
             session,
             monitor,
-            verdict,
-            by_start,
+            rule,
+            value=value,
+            segment=f"{key}:{value}",
             state=row.state,
             alert_id=row.current_alert_id,
-            segment=f"{key}:{value}",
+            after=row.last_evaluated_window,
             now=now,
         )
-        if verdict.last is not None:
-            row.last_evaluated_window = verdict.last.window_start
     for row in states.values():
         if row.state == "firing" and row.current_alert_id is not None:
             alert = session.get(Alert, row.current_alert_id)
