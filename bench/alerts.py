@@ -216,8 +216,11 @@ def make_rules(cal: Calibration) -> dict[str, Rule]:
         # Tuned to the same stationary level: 10% above the healthy model's expected
         # log loss (from the calibration sample), independent of window size.
         STATIC: LogLossAbove(threshold=round(1.1 * cal.stationary_log_loss, 4)),
-        # Sequential: h solved from k and the false-alarm budget (1 alarm / 100 windows).
-        "cusum k=0.5 (1%)": Cusum(reference_start=BASE, reference_end=ref_end, k=0.5),
+        # Sequential: h solved from k and the false-alarm budget (default: 1 alarm per
+        # 100 windows). k = 0.75 is the default; 0.5 and 1 show the trade-off.
+        "cusum k=0.75 (default)": Cusum(reference_start=BASE, reference_end=ref_end),
+        "cusum k=0.5": Cusum(reference_start=BASE, reference_end=ref_end, k=0.5),
+        "cusum k=1": Cusum(reference_start=BASE, reference_end=ref_end, k=1.0),
     }
 
 

@@ -24,7 +24,7 @@ from app.alerting.models import Alert, Monitor, MonitorSegmentState
 from app.alerting.schemas import MonitorIn, MonitorUpdate
 from app.api.errors import ApiError
 from app.config import Settings
-from app.notify import outbox, secrets, signing, ssrf
+from app.notify import formats, outbox, secrets, signing, ssrf
 from app.notify.models import WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,12 @@ def create_monitor(
 ) -> tuple[Monitor, str | None]:
     """Returns the monitor and its webhook secret in clear (shown once)."""
     url = str(body.webhook_url) if body.webhook_url else None
+    if url is None and body.webhook_format == "pagerduty":
+        url = formats.PAGERDUTY_EVENTS_URL
     _check_webhook(url, settings)
-    secret = body.webhook_secret or (signing.generate_secret() if url else None)
+    # Only the standard format is signed; the others' receivers verify nothing.
+    signed = body.webhook_format == "standard"
+    secret = body.webhook_secret or (signing.generate_secret() if url and signed else None)
     cipher = secrets.load_cipher(settings)
     backfill = _needs_backfill(
         session, model_id, None, series.watched_slice(body.model_version, body.segment)
@@ -78,6 +82,9 @@ def create_monitor(
         for_windows=body.for_windows,
         webhook_url=url,
         webhook_secret_enc=secrets.encrypt(cipher, secret) if secret else None,
+        webhook_format=body.webhook_format,
+        severity=body.severity,
+        routing_key_enc=secrets.encrypt(cipher, body.routing_key) if body.routing_key else None,
         webhook_disabled_at=None,
         enabled=body.enabled,
         state="pending",
@@ -165,6 +172,33 @@ def update_monitor(
     if "webhook_secret" in given and body.webhook_secret:
         monitor.webhook_secret_enc = secrets.encrypt(
             secrets.load_cipher(settings), body.webhook_secret
+        )
+    if "routing_key" in given and body.routing_key:
+        monitor.routing_key_enc = secrets.encrypt(secrets.load_cipher(settings), body.routing_key)
+    if "webhook_format" in given and body.webhook_format is not None:
+        monitor.webhook_format = body.webhook_format
+    if "severity" in given and body.severity is not None:
+        monitor.severity = body.severity
+    if monitor.webhook_format == "pagerduty" and monitor.routing_key_enc is None:
+        raise ApiError(
+            422,
+            [
+                {
+                    "index": None,
+                    "field": "routing_key",
+                    "message": "routing_key is required with webhook_format pagerduty",
+                }
+            ],
+        )
+    if (
+        monitor.webhook_format == "standard"
+        and monitor.webhook_url
+        and not monitor.webhook_secret_enc
+    ):
+        # Switched to the signed format: it needs a secret (returned by GET never; set
+        # webhook_secret to choose it).
+        monitor.webhook_secret_enc = secrets.encrypt(
+            secrets.load_cipher(settings), signing.generate_secret()
         )
     if "name" in given and body.name:
         monitor.name = body.name
@@ -261,15 +295,22 @@ def _notify(session: Session, monitor: Monitor, alert: Alert, kind: str, now: da
     if not monitor.webhook_url or monitor.webhook_disabled_at is not None:
         return
     window = alert.resolved_window if kind == "alert.resolved" else alert.window
+    fmt = monitor.webhook_format
+    if kind == "alert.resolved":
+        # An Alertmanager re-post still queued must not re-open the alert after its end.
+        outbox.cancel_pending(
+            session=session, alert_id=alert.id, event_type=formats.RESEND_EVENT, reason=kind
+        )
     outbox.enqueue(
         session=session,
         alert_id=alert.id,
         monitor_id=monitor.id,
         event_type=kind,
-        payload=_payload(kind, alert, window or {}),
-        url=monitor.webhook_url,
-        secret_enc=monitor.webhook_secret_enc,
+        payload=formats.render(fmt, _payload(kind, alert, window or {}), severity=monitor.severity),
+        url=formats.target_url(fmt, monitor.webhook_url),
+        secret_enc=monitor.routing_key_enc if fmt == "pagerduty" else monitor.webhook_secret_enc,
         now=now,
+        fmt=fmt,
     )
 
 
