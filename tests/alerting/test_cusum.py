@@ -29,7 +29,9 @@ REF = Reference(log_loss=0.3, stderr=0.0, labeled=10_000)
 
 
 def rule(**extra: object) -> Cusum:
-    return Cusum(reference_start=REF_START, reference_end=REF_END, **extra)  # type: ignore[arg-type]
+    # k = 0.5 unless given: the paths below are worked out for it.
+    body: dict[str, object] = {"k": 0.5, **extra}
+    return Cusum(reference_start=REF_START, reference_end=REF_END, **body)  # type: ignore[arg-type]
 
 
 def pt(i: int, z: float, stderr: float = 0.01) -> WindowPoint:
@@ -93,6 +95,7 @@ def test_decision_interval_matches_siegmund_and_grows_with_a_smaller_budget() ->
     assert cusum.decision_interval(0.5, 0.001) > h > cusum.decision_interval(0.5, 0.1)
     assert rule().threshold() == h
     assert rule(h=7.5).threshold() == 7.5
+    assert Cusum(reference_start=REF_START, reference_end=REF_END).k == 0.75  # the default
 
 
 def test_statistic_is_the_capped_reflected_sum() -> None:
