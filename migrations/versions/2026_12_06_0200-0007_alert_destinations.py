@@ -22,9 +22,7 @@ def upgrade() -> None:
     # signed webhook at the default severity.
     with op.batch_alter_table("monitors") as batch:
         batch.add_column(
-            sa.Column(
-                "webhook_format", sa.String(16), nullable=False, server_default="standard"
-            )
+            sa.Column("webhook_format", sa.String(16), nullable=False, server_default="standard")
         )
         batch.add_column(
             sa.Column("severity", sa.String(16), nullable=False, server_default="warning")
