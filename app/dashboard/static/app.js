@@ -279,6 +279,19 @@
     return response.json();
   }
 
+  /** Every page of a paginated list (GET /v1/models, .../metrics): follows next_cursor
+   * and concatenates `field` of each page into the first page's body. */
+  async function apiAll(path, params, field) {
+    const first = await api(path, params);
+    let page = first;
+    while (page.next_cursor) {
+      page = await api(path, { ...params, cursor: page.next_cursor });
+      first[field] = first[field].concat(page[field]);
+    }
+    first.next_cursor = null;
+    return first;
+  }
+
   const isAuthError = (err) =>
     err instanceof ApiError && (err.status === 401 || err.status === 403);
   const modelPath = (id) => `/v1/models/${encodeURIComponent(id)}`;
@@ -448,13 +461,13 @@
   // ------------------------------------------------------------------ overview
 
   async function overviewView() {
-    const { models } = await api("/v1/models");
+    const { models } = await apiAll("/v1/models", {}, "models");
     const start = isoSeconds(Date.now() - OVERVIEW_DAYS * DAY);
     const rows = await Promise.all(
       models.map(async (model) => {
         try {
           const [history, firing] = await Promise.all([
-            api(`${modelPath(model.model_id)}/metrics`, { start }),
+            apiAll(`${modelPath(model.model_id)}/metrics`, { start }, "windows"),
             api("/v1/alerts", { model_id: model.model_id, state: "firing" }),
           ]);
           return { model, windows: history.windows, firing: firing.alerts, error: null };
@@ -658,7 +671,7 @@
     const start = isoSeconds(Date.now() - state.rangeDays * DAY);
     const [model, history, monitorList, alertList, firingList] = await Promise.all([
       api(modelPath(id)),
-      api(`${modelPath(id)}/metrics`, { start }),
+      apiAll(`${modelPath(id)}/metrics`, { start }, "windows"),
       api(`${modelPath(id)}/monitors`),
       api("/v1/alerts", { model_id: id, limit: 200 }),
       api("/v1/alerts", { model_id: id, state: "firing" }),
