@@ -14,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from app import migrate
 from app.alerting import router as alerting_router
-from app.api import health, rate_limit
+from app.api import health, openapi_examples, rate_limit
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
 from app.compare import router as compare_router
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         StaticFiles(directory=dashboard_router.STATIC_DIR),
         name="dashboard-static",
     )
+    openapi_examples.install(app)
     return app
 
 
