@@ -31,7 +31,7 @@ class RedactSecrets(logging.Filter):
 
 
 def resolve_format(fmt: str) -> str:
-    """"auto" -> "text" on a terminal, "json" otherwise."""
+    """Format "auto" means "text" on a terminal, "json" otherwise."""
     if fmt != "auto":
         return fmt
     return "text" if sys.stderr.isatty() else "json"
