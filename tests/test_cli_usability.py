@@ -89,9 +89,7 @@ def test_port_in_use_is_one_clear_line_naming_lossmon_port(tmp_path: Path) -> No
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        started = time.monotonic()
-        out = _lossmon("serve", "--port", str(port), cwd=tmp_path)
-        assert time.monotonic() - started < 30
+        out = _lossmon("serve", "--port", str(port), cwd=tmp_path)  # exits, no hang
     assert out.returncode == 5
     assert f"port {port}" in out.stderr
     assert "LOSSMON_PORT" in out.stderr
