@@ -174,7 +174,7 @@ class LocalServer:
             return ""
 
 
-def start_local_server(timeout_s: float = 30.0) -> LocalServer:
+def start_local_server(timeout_s: float = 90.0) -> LocalServer:
     """`lossmon serve` on a temporary SQLite file and a free loopback port."""
     directory = Path(tempfile.mkdtemp(prefix="lossmon-demo-"))
     env = {

@@ -61,9 +61,11 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
                 scheduler.shutdown(wait=True)
             engine.dispose()
 
-    # /docs and /redoc from a packaged copy of Swagger UI and ReDoc (no CDN): the docs
-    # work on an air-gapped host and leak no visit to a third party.
+    # /docs from a packaged copy of Swagger UI (no CDN): the docs work on an air-gapped
+    # host and leak no visit to a third party. No /redoc: ReDoc's bundle still fetches
+    # its logo from a CDN.
     app = FastAPIOffline(
+        redoc_url=None,
         title="lossmon",
         version="0.1.0",
         summary="Windowed log loss against the naive baseline, for classifiers in production.",
