@@ -286,7 +286,16 @@ def serve(
     # one; database claims keep that correct, but `serve --no-scheduler` beside a
     # `lossmon worker` is the lighter layout.
     os.environ[SCHEDULER_ENV] = "1" if scheduler else "0"
-    uvicorn.run("app.main:create_app_from_env", factory=True, workers=workers, **common)
+    uvicorn.run(
+        "app.main:create_app_from_env",
+        factory=True,
+        workers=workers,
+        # uvicorn's supervisor kills a worker that does not answer its ping within this
+        # many seconds; its 5 s default is shorter than importing the app on a busy
+        # host, so workers were killed and respawned while still starting.
+        timeout_worker_healthcheck=60,
+        **common,
+    )
 
 
 @cli.command(epilog=_env_help("database_url", "compute_interval_s", "log_level", "log_format"))
