@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from app.api import pagination, responses
-from app.api.deps import Admin, Read, SessionDep
+from app.api.deps import Admin, Read, ReadSessionDep, SessionDep
 from app.registry import service
 from app.registry.schemas import MODEL_ID_PATTERN, ModelIn, ModelList, ModelOut
 
@@ -33,7 +33,7 @@ def put_model(model_id: ModelId, body: ModelIn, session: SessionDep) -> ModelOut
 
 @router.get("", response_model=ModelList, dependencies=[Read])
 def list_models(
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: pagination.Limit = pagination.DEFAULT_LIMIT,
     cursor: pagination.Cursor = None,
 ) -> ModelList:
@@ -47,7 +47,7 @@ def list_models(
 @router.get(
     "/{model_id}", response_model=ModelOut, dependencies=[Read], responses=responses.NOT_FOUND
 )
-def get_model(model_id: ModelId, session: SessionDep) -> ModelOut:
+def get_model(model_id: ModelId, session: ReadSessionDep) -> ModelOut:
     return service.to_out(service.require_model(session=session, model_id=model_id))
 
 
