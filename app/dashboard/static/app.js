@@ -373,7 +373,7 @@
       if (view.mount) view.mount();
       app.dataset.view = route.view;
       app.dataset.state = "ready";
-      document.getElementById("refreshed").textContent = `Updated ${TIME_FMT.format(new Date())}`;
+      document.getElementById("refreshed").textContent = `Updated ${TIME_FMT.format(new Date())} UTC`;
     } catch (err) {
       if (generation !== state.generation) return;
       if (isAuthError(err)) {
