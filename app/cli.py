@@ -256,7 +256,9 @@ def compute() -> None:
     typer.echo(
         f"computed {c.computed} windows ({c.retried} re-queued) in {c.seconds:.3f}s; "
         f"evaluated {e.evaluated} monitors ({len(e.fired)} fired, {len(e.resolved)} resolved); "
-        f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry"
+        f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry; "
+        f"retention: {report.retention.predictions} predictions, "
+        f"{report.retention.actuals} actuals deleted"
     )
 
 

@@ -68,7 +68,10 @@ def post_actuals(
     result = service.ingest_actuals(
         session=session, model=model, items=batch.actuals, now_us=_now_us()
     )
-    observability_counters.record_actuals(model.id, result.matched, result.pending)
+    observability_counters.record_actuals(model.id, result.matched, result.pending, result.expired)
     return IngestActualsOut(
-        accepted=result.accepted, matched=result.matched, pending=result.pending
+        accepted=result.accepted,
+        matched=result.matched,
+        pending=result.pending,
+        expired=result.expired,
     )
