@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import is_postgres, session_scope
 from app.ingestion.models import Actual, Prediction
-from app.models.models import MonitoredModel
+from app.registry.models import MonitoredModel
 from app.retention import horizon
 from app.windows.models import WindowMetric
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import is_postgres, session_scope
-from app.models.models import MonitoredModel
+from app.registry.models import MonitoredModel
 from app.retention import horizon
 from app.windows import dirty, history_json, slice_store
 from app.windows.models import WindowMetric

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from app.config import Settings
 from app.db import session_scope
 from app.main import create_app
-from app.models.models import MonitoredModel
+from app.registry.models import MonitoredModel
 from app.windows import dirty, service
 from app.windows.models import DirtyWindow, WindowMetric
 from app.windows.service import PassResult
