@@ -19,6 +19,7 @@ from app import scheduler as scheduler_module
 from app.alerting.models import Alert
 from app.notify.models import WebhookDelivery
 from app.registry.models import MonitoredModel
+from app.retention import service as retention_service
 from app.windows.models import WindowMetric
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Snapshot:
     windows: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
     firing: dict[str, int] = field(default_factory=dict)
+    rows_kept: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def latest_windows(session: Session) -> list[dict[str, Any]]:
@@ -123,6 +125,7 @@ def read_snapshot(session: Session) -> Snapshot:
         windows=latest_windows(session),
         outbox=outbox_counts(session),
         firing=firing_alerts(session),
+        rows_kept=retention_service.rows_kept(session),
     )
 
 
@@ -136,6 +139,12 @@ def _families() -> dict[str, GaugeMetricFamily]:
     )
     fams["lossmon_alerts_firing"] = GaugeMetricFamily(
         "lossmon_alerts_firing", "Alerts currently firing, per model.", labels=["model"]
+    )
+    fams["lossmon_rows_kept"] = GaugeMetricFamily(
+        "lossmon_rows_kept",
+        "Raw rows stored per model (kind: predictions, actuals) as of the last compute "
+        "pass; retention_days bounds them.",
+        labels=["model", "kind"],
     )
     return fams
 
@@ -204,4 +213,7 @@ class DatabaseCollector(Collector):
             fams["lossmon_outbox_deliveries"].add_metric([status], snapshot.outbox[status])
         for model, count in sorted(snapshot.firing.items()):
             fams["lossmon_alerts_firing"].add_metric([model], count)
+        for model, (predictions, actuals) in sorted(snapshot.rows_kept.items()):
+            fams["lossmon_rows_kept"].add_metric([model, "predictions"], predictions)
+            fams["lossmon_rows_kept"].add_metric([model, "actuals"], actuals)
         yield from fams.values()

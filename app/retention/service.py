@@ -122,7 +122,12 @@ def _delete_stale_pending(session: Session, model_id: str, before_us: int) -> in
 
 
 def _expire_model(
-    *, factory: sessionmaker[Session], policy: _Policy, now_s: int, report: RetentionReport
+    *,
+    factory: sessionmaker[Session],
+    policy: _Policy,
+    now_s: int,
+    report: RetentionReport,
+    chunk_rows: int | None,
 ) -> None:
     last = horizon.last_expired_window(
         now_s=now_s, retention_days=policy.retention_days, window_seconds=policy.window_seconds
@@ -150,7 +155,7 @@ def _expire_model(
             first=first,
             last=last,
             window_seconds=policy.window_seconds,
-            chunk_rows=CHUNK_ROWS_PG if pg else CHUNK_ROWS_SQLITE,
+            chunk_rows=chunk_rows or (CHUNK_ROWS_PG if pg else CHUNK_ROWS_SQLITE),
         )
         for lo, hi in chunks:
             with session_scope(factory) as session:
@@ -163,7 +168,10 @@ def _expire_model(
 
 
 def run_retention(
-    *, factory: sessionmaker[Session], clock: Callable[[], float] = time.time
+    *,
+    factory: sessionmaker[Session],
+    clock: Callable[[], float] = time.time,
+    chunk_rows: int | None = None,
 ) -> RetentionReport:
     """Delete every model's raw rows past its retention_days. Safe to run in several
     processes at once (deletes are idempotent) and to interrupt (each range commits)."""
@@ -173,7 +181,9 @@ def run_retention(
         policies = _policies(session)
     now_s = int(clock())
     for policy in policies:
-        _expire_model(factory=factory, policy=policy, now_s=now_s, report=report)
+        _expire_model(
+            factory=factory, policy=policy, now_s=now_s, report=report, chunk_rows=chunk_rows
+        )
         report.models += 1
     report.seconds = time.perf_counter() - started
     if report.predictions or report.actuals:
