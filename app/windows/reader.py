@@ -96,19 +96,19 @@ def parse_probabilities(texts: Sequence[str], n: int) -> np.ndarray:
     return np.array(json.loads("[" + ",".join(texts) + "]"), dtype=np.float64).reshape(n, -1)
 
 
-def read_joined(
+def joined_sql(
     *,
-    session: Session,
+    pg: bool,
     model_id: str,
-    window_starts: Sequence[int] | None = None,
-    start: int | None = None,
-    end: int | None = None,
-    model_version: str | None = None,
-    segments: Sequence[tuple[str, str]] = (),
-    multiclass: bool = False,
-    with_slices: bool = False,
-) -> JoinedRows:
-    pg = is_postgres(session)
+    window_starts: Sequence[int] | None,
+    start: int | None,
+    end: int | None,
+    model_version: str | None,
+    segments: Sequence[tuple[str, str]],
+    multiclass: bool,
+    with_slices: bool,
+) -> tuple[str, tuple[object, ...]]:
+    """The joined read as one statement and its parameters (bench/scale.py EXPLAINs it)."""
     ph = "%s" if pg else "?"
     on_actuals, actual_params = _window_bounds(
         pg, "a", window_starts=window_starts, start=start, end=end
@@ -132,15 +132,49 @@ def read_joined(
         else:
             sql.append("AND json_extract(p.segments, ?) = ?")
             params.extend([f'$."{key}"', value])
+    return " ".join(sql), tuple(params)
+
+
+def read_joined(
+    *,
+    session: Session,
+    model_id: str,
+    window_starts: Sequence[int] | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    model_version: str | None = None,
+    segments: Sequence[tuple[str, str]] = (),
+    multiclass: bool = False,
+    with_slices: bool = False,
+) -> JoinedRows:
+    pg = is_postgres(session)
+    sql, params = joined_sql(
+        pg=pg,
+        model_id=model_id,
+        window_starts=window_starts,
+        start=start,
+        end=end,
+        model_version=model_version,
+        segments=segments,
+        multiclass=multiclass,
+        with_slices=with_slices,
+    )
     cur: Any = session.connection().connection.cursor()
     try:
         if pg:
-            # Never a prepared statement: its generic plan (psycopg prepares after 5
-            # runs) cannot see how few windows are asked for and may scan everything.
-            cur.execute(" ".join(sql), tuple(params), prepare=False)
+            # No nested loop: with stale or missing statistics (a table just bulk
+            # loaded) the planner may loop over one window's actuals per prediction.
+            # A hash or merge join of the two window-bounded sides costs what the
+            # windows hold, whatever the history. Never a prepared statement either:
+            # its generic plan (psycopg prepares after 5 runs) cannot see how few
+            # windows are asked for and may scan everything.
+            cur.execute("SET LOCAL enable_nestloop = off")
+            cur.execute(sql, params, prepare=False)
+            rows = cur.fetchall()
+            cur.execute("RESET enable_nestloop")
         else:
-            cur.execute(" ".join(sql), tuple(params))
-        rows = cur.fetchall()
+            cur.execute(sql, params)
+            rows = cur.fetchall()
     finally:
         cur.close()
     n = len(rows)
