@@ -183,7 +183,7 @@ def test_compute_leaves_expired_windows_alone(client: TestClient, db: Db, rows: 
     assert sorted(after) == sorted(before)
     assert after[FIRST] == before[FIRST]  # not recomputed from nothing, not deleted
     assert after[window_of(late.ts)]["labeled"] == before[window_of(late.ts)]["labeled"] + 1
-    assert db.count("dirty_windows") == 0
+    assert db.pending_windows() == 0
 
 
 def test_rows_kept_gauge(client: TestClient, db: Db, rows: list[Row]) -> None:
