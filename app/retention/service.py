@@ -196,28 +196,34 @@ def run_retention(
     return report
 
 
-_ROWS_KEPT = text(
+_ROWS_KEPT = (
     "SELECT w.model_id, sum(w.predictions), sum(w.labeled) FROM window_metrics AS w "
     "JOIN (SELECT m.id AS model_id, (SELECT min(p.window_start) FROM predictions AS p "
-    "      WHERE p.model_id = m.id) AS oldest FROM models AS m) AS o "
+    "      WHERE p.model_id = m.id) AS oldest FROM models AS m {where}) AS o "
     "ON o.model_id = w.model_id AND w.window_start >= o.oldest "
     "GROUP BY w.model_id"
 )
 
 
-def rows_kept(session: Session) -> dict[str, tuple[int, int]]:
-    """(predictions, actuals) stored per model, as of each window's last compute.
+def rows_kept(session: Session, model_id: str | None = None) -> dict[str, tuple[int, int]]:
+    """(predictions, actuals) stored per model (or for one), as of each window's last
+    compute.
 
     Summed from window metrics from the oldest window still holding raw rows (an
     index-driven min per model), so a scrape never counts millions of rows; actuals
     are the labeled rows plus those still pending (a partial index)."""
-    out = {str(m): (0, 0) for m in session.scalars(select(MonitoredModel.id))}
-    for model_id, predictions, labeled in session.execute(_ROWS_KEPT):
-        out[str(model_id)] = (int(predictions or 0), int(labeled or 0))
-    pending = session.execute(
-        select(Actual.model_id, func.count()).where(Actual.pending).group_by(Actual.model_id)
-    )
-    for model_id, count in pending:
-        p, a = out.get(str(model_id), (0, 0))
-        out[str(model_id)] = (p, a + int(count))
+    models = select(MonitoredModel.id)
+    pending = select(Actual.model_id, func.count()).where(Actual.pending)
+    params = {}
+    if model_id is not None:
+        models = models.where(MonitoredModel.id == model_id)
+        pending = pending.where(Actual.model_id == model_id)
+        params = {"m": model_id}
+    out = {str(m): (0, 0) for m in session.scalars(models)}
+    sql = _ROWS_KEPT.format(where="WHERE m.id = :m" if model_id is not None else "")
+    for mid, predictions, labeled in session.execute(text(sql), params):
+        out[str(mid)] = (int(predictions or 0), int(labeled or 0))
+    for mid, count in session.execute(pending.group_by(Actual.model_id)):
+        p, a = out.get(str(mid), (0, 0))
+        out[str(mid)] = (p, a + int(count))
     return out

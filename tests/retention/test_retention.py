@@ -197,6 +197,13 @@ def test_rows_kept_gauge(client: TestClient, db: Db, rows: list[Row]) -> None:
     assert f'lossmon_rows_kept{{kind="predictions",model="m"}} {float(len(kept))}' in text_
     labeled = len([r for r in kept if r.label is not None])
     assert f'lossmon_rows_kept{{kind="actuals",model="m"}} {float(labeled)}' in text_
+    assert client.get(f"/v1/models/{m}/storage").json() == {
+        "model_id": m,
+        "retention_days": 2,
+        "predictions_kept": len(kept),
+        "actuals_kept": labeled,
+    }
+    assert client.get("/v1/models/nope/storage").status_code == 404
 
 
 def test_ingest_and_compute_keep_working_during_retention(client: TestClient, db: Db) -> None:
