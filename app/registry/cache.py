@@ -26,6 +26,7 @@ class ModelShape:
     task: str
     classes: tuple[str, ...] | None
     window_seconds: int
+    retention_days: int | None
     updated_at: datetime  # the row version this shape was read from
 
     @classmethod
@@ -35,6 +36,7 @@ class ModelShape:
             task=model.task,
             classes=tuple(model.classes) if model.classes is not None else None,
             window_seconds=model.window_seconds,
+            retention_days=model.retention_days,
             updated_at=model.updated_at,
         )
 
