@@ -410,7 +410,11 @@ def spark_compute(
         engine.dispose()
         typer.echo(f"lossmon: {exc}; nothing stored", err=True)
         raise typer.Exit(1) from exc
-    spark = session.build(master=master)
+    if fmt == "delta" and not session.delta_available():
+        engine.dispose()
+        typer.echo("lossmon: --format delta needs the delta-spark package", err=True)
+        raise typer.Exit(2)
+    spark = session.build(master=master, delta=fmt == "delta")
     try:
         report = job.compute(
             spark, inputs=inputs, factory=make_sessionmaker(engine), top_n=settings.slice_top_n

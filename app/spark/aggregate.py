@@ -109,7 +109,7 @@ def scored(first: DataFrame, last: DataFrame, spec: JobSpec, n_segments: int) ->
         predicted = s
         outcome = y
         correct = (p >= 0.5) == (y == 1.0)
-        extra: list[Column] = [F.when(y == 1.0, F.col("weight")).alias("w_pos")]
+        k = 2
     else:
         k = spec.n_classes
         probs = [F.col(f"p{i}") for i in range(k)]
@@ -123,9 +123,9 @@ def scored(first: DataFrame, last: DataFrame, spec: JobSpec, n_segments: int) ->
         predicted = confidence
         correct = top.cast("double") == y
         outcome = correct.cast("double")
-        extra = [F.when(y == float(i), F.col("weight")).alias(f"w_c{i}") for i in range(k)] + [
-            F.when(y == float(i), F.col("weight") * loss).alias(f"wl_c{i}") for i in range(k)
-        ]
+    extra = [F.when(y == float(i), F.col("weight")).alias(f"w_c{i}") for i in range(k)] + [
+        F.when(y == float(i), F.col("weight") * loss).alias(f"wl_c{i}") for i in range(k)
+    ]
     w = F.when(labeled, F.col("weight"))
     bin_index = F.least(F.floor(predicted * BINS), F.lit(BINS - 1)).cast("int")
     rows = joined.select(
@@ -234,6 +234,10 @@ def _aggregates(spec: JobSpec) -> list[Column]:
         F.count("loss").alias("labeled"),
         F.sum("w").alias("w_sum"),
         F.sum(w * loss).alias("wl_sum"),
+        F.sum(w * w).alias("w2_sum"),
+        F.first("mean_loss", ignorenulls=True).alias("shift"),
+        # Centred on the group's mean loss: no cancellation in the stderr.
+        F.sum(w * w * (loss - F.col("mean_loss"))).alias("w2l_sum"),
         F.sum(F.pow(w * (loss - F.col("mean_loss")), 2)).alias("spread"),
         F.sum("w_correct").alias("w_correct"),
     ]
@@ -249,11 +253,8 @@ def _aggregates(spec: JobSpec) -> list[Column]:
             F.sum(F.when(inside, w * F.col("predicted"))).alias(f"bin{i}_wp"),
             F.sum(F.when(inside, w * F.col("outcome"))).alias(f"bin{i}_wy"),
         ]
-    if spec.n_classes == 0:
-        aggs.append(F.sum("w_pos").alias("w_pos"))
-    else:
-        for i in range(spec.n_classes):
-            aggs += [F.sum(f"w_c{i}").alias(f"w_c{i}"), F.sum(f"wl_c{i}").alias(f"wl_c{i}")]
+    for i in range(max(spec.n_classes, 2)):  # binary: classes 0 and 1
+        aggs += [F.sum(f"w_c{i}").alias(f"w_c{i}"), F.sum(f"wl_c{i}").alias(f"wl_c{i}")]
     return aggs
 
 

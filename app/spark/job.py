@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.models.models import MonitoredModel
+from app.registry.models import MonitoredModel
 from app.spark import aggregate, read
 from app.spark import store as spark_store
 from app.spark.columns import ColumnMap

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.alerting import service as alerting_service
-from app.models.models import MonitoredModel
+from app.registry.models import MonitoredModel
 from app.spark.finalise import window_stats
 from app.windows import service as window_service
 from app.windows import slice_store

@@ -1,7 +1,7 @@
 """window source: which path computed a window or slice ("database" or "spark")
 
 Revision ID: 0011
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-06 01:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
