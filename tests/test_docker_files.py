@@ -65,12 +65,14 @@ def test_compose_file_parses_with_the_services_we_document(tmp_path: Path) -> No
     for name in ("migrate", "api", "worker"):
         url = services[name]["environment"]["LOSSMON_DATABASE_URL"]
         assert f":{password}@postgres:" in url, url
-    # The API is published on the host's loopback only, and checked for readiness.
-    ports = services["api"]["ports"]
-    assert ports and all(
-        (p.get("host_ip") if isinstance(p, dict) else str(p).split(":")[0]) == "127.0.0.1"
-        for p in ports
-    ), ports
+    # Every published port is on the host's loopback only; the API is checked for readiness.
+    assert services["api"]["ports"]
+    for name, service in services.items():
+        ports = service.get("ports", [])
+        assert all(
+            (p.get("host_ip") if isinstance(p, dict) else str(p).split(":")[0]) == "127.0.0.1"
+            for p in ports
+        ), (name, ports)
     assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
 
 

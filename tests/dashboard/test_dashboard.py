@@ -219,7 +219,7 @@ def test_dashboard_in_a_browser(db: Db, live: Server, receiver: Receiver) -> Non
             note = page.get_by_test_id("latest-note")
             expect(note).to_contain_text("latest evaluated window")
             expect(note).to_contain_text("UTC")
-            expect(note).to_contain_text("20 labeled")
+            expect(note).to_contain_text("≥ 20 labeled")
             expect(page.locator(".kpis").get_by_test_id("newest-coverage")).to_contain_text("30%")
             episode = chart.get_by_test_id("alert-episode")
             expect(episode).to_have_count(1)

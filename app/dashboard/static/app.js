@@ -304,33 +304,32 @@
     err instanceof ApiError && (err.status === 401 || err.status === 403);
   const modelPath = (id) => `/v1/models/${encodeURIComponent(id)}`;
 
-  /** How many labeled rows make a window "evaluated": the smallest min_labeled of the
-   * model's whole-model monitors; null when it has none. */
+  // min_labeled of a model without monitors: the monitors' default (as /metrics).
+  const DEFAULT_MIN_LABELED = 200;
+
+  /** How many labeled rows make a window "evaluated", as /metrics' lossmon_evaluated_*
+   * gauges define it: the smallest min_labeled of the model's enabled monitors, else the
+   * monitors' default. */
   function evaluationThreshold(monitors) {
-    const whole = (monitors || []).filter(
-      (m) => m.enabled !== false && !m.segment && !m.model_version && !m.segment_key,
-    );
-    return whole.length ? Math.min(...whole.map((m) => m.min_labeled)) : null;
+    const enabled = (monitors || []).filter((m) => m.enabled !== false);
+    return enabled.length ? Math.min(...enabled.map((m) => m.min_labeled)) : DEFAULT_MIN_LABELED;
   }
 
-  /** The window the headline numbers describe: the newest one a monitor evaluates
-   * (at least `threshold` labeled rows) or, for a model without monitors, the newest
-   * whose label coverage reached half the best coverage in view (labels arrive late:
-   * the newest windows are often a handful of early labels, not the window's loss). */
+  /** The window the headline numbers describe: the newest evaluated one (labels arrive
+   * late: the newest windows often hold a handful of early labels, not the window's
+   * loss). With none evaluated in view, the newest labeled window, said so. */
   function latestEvaluated(windows, threshold) {
-    let best = 0;
-    for (const w of windows) if (isNum(w.label_coverage)) best = Math.max(best, w.label_coverage);
-    const settled = (w) =>
-      isNum(w.log_loss) &&
-      (threshold !== null ? w.labeled >= threshold : w.label_coverage >= best / 2);
-    for (let i = windows.length - 1; i >= 0; i--) if (settled(windows[i])) return windows[i];
+    for (let i = windows.length - 1; i >= 0; i--) {
+      const w = windows[i];
+      if (isNum(w.log_loss) && w.labeled >= threshold) return w;
+    }
     return latestWindow(windows);
   }
 
-  function evaluatedRule(threshold) {
-    return threshold !== null
-      ? `≥ ${threshold} labeled, the monitors' min_labeled`
-      : "label coverage ≥ half the best in view";
+  function evaluatedRule(threshold, w) {
+    return w && w.labeled < threshold
+      ? `none in view has ${threshold} labeled rows: not yet evaluated`
+      : `≥ ${threshold} labeled`;
   }
 
   function latestWindow(windows) {
@@ -628,7 +627,7 @@
       nameCell,
       h(
         "td",
-        { title: w ? `${fmtFull(w.start)} (${evaluatedRule(threshold)})` : "" },
+        { title: w ? `${fmtFull(w.start)} (${evaluatedRule(threshold, w)})` : "" },
         w ? fmtWhen(w.start) : h("span", { class: "faint" }, "no data yet"),
       ),
       h("td", { class: "num", "data-testid": "log-loss" }, fmtNum(w && w.log_loss)),
@@ -753,7 +752,7 @@
     const newest = windows.length ? windows[windows.length - 1] : null;
 
     const latestNote = latest
-      ? `latest evaluated window ${fmtSpan(latest.start, latest.end)} (${evaluatedRule(threshold)})`
+      ? `latest evaluated window ${fmtSpan(latest.start, latest.end)} (${evaluatedRule(threshold, latest)})`
       : "no windows in this range";
     const rangeButtons = h("div", {
       class: "segmented",
