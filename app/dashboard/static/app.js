@@ -727,12 +727,17 @@
 
   async function modelView(id) {
     const start = isoSeconds(Date.now() - state.rangeDays * DAY);
-    const [model, history, monitorList, alertList, firingList] = await Promise.all([
+    const [model, history, monitorList, alertList, firingList, storage] = await Promise.all([
       api(modelPath(id)),
       apiAll(`${modelPath(id)}/metrics`, { start }, "windows"),
       api(`${modelPath(id)}/monitors`),
       api("/v1/alerts", { model_id: id, limit: 200 }),
       api("/v1/alerts", { model_id: id, state: "firing" }),
+      // Raw rows kept (retention); a server without the endpoint just shows a dash.
+      api(`${modelPath(id)}/storage`).catch((err) => {
+        if (isAuthError(err)) throw err;
+        return null;
+      }),
     ]);
     const alerts = alertList.alerts;
     const details = await Promise.all(
@@ -852,6 +857,7 @@
         firingList.alerts.length ? "bad" : "",
         `${monitorList.monitors.length} monitor${monitorList.monitors.length === 1 ? "" : "s"}`,
       ),
+      rowsKeptKpi(storage),
     );
 
     const lossHolder = h("div", { class: "chart", "data-testid": "logloss-chart-holder" });
@@ -907,6 +913,17 @@
         state.charts.push(lossChart(lossHolder, ctx), coverageChart(coverageHolder, ctx));
       },
     };
+  }
+
+  function rowsKeptKpi(storage) {
+    const kept = storage ? storage.predictions_kept.toLocaleString("en-US") : DASH;
+    const foot = !storage
+      ? DASH
+      : `${storage.actuals_kept.toLocaleString("en-US")} actuals; ` +
+        (storage.retention_days ? `retention ${storage.retention_days} d` : "kept forever");
+    const card = kpi("Rows kept", kept, "", foot);
+    card.dataset.testid = "rows-kept";
+    return card;
   }
 
   function latestFoot(latest) {

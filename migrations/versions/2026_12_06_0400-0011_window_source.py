@@ -1,8 +1,8 @@
 """window source: which path computed a window or slice ("database" or "spark")
 
 Revision ID: 0011
-Revises: 0007
-Create Date: 2026-12-06 03:00:00
+Revises: 0008
+Create Date: 2026-12-06 04:00:00
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
