@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.api import responses
 from app.api.deps import Ingest, SettingsDep, Transaction, TransactionDep
 from app.api.errors import ApiError, BatchValidationError, batch_too_large_message
+from app.api.json_body import ValidateJsonRoute
 from app.ingestion import service
 from app.ingestion.schemas import (
     ActualBatch,
@@ -25,7 +26,12 @@ from app.registry import service as model_service
 from app.registry.cache import ModelCache, ModelShape
 from app.registry.router import ModelId
 
-router = APIRouter(prefix="/v1/models", tags=["ingestion"], responses=responses.COMMON)
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["ingestion"],
+    responses=responses.COMMON,
+    route_class=ValidateJsonRoute,  # batches validated from bytes (app/api/json_body.py)
+)
 
 _BATCH_RESPONSES = {**responses.BODY, **responses.NOT_FOUND}
 T = TypeVar("T")
