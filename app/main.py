@@ -21,9 +21,9 @@ from app.config import Settings, load_settings
 from app.dashboard import router as dashboard_router
 from app.db import create_engine_for, make_sessionmaker
 from app.ingestion import router as ingestion_router
-from app.models import router as models_router
 from app.observability import router as observability_router
 from app.observability.middleware import PrometheusMiddleware
+from app.registry import router as models_router
 from app.windows import router as windows_router
 
 log = logging.getLogger(__name__)

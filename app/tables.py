@@ -4,8 +4,8 @@ from app.alerting import models as alerting_models
 from app.auth import models as auth_models
 from app.db import Base
 from app.ingestion import models as ingestion_models
-from app.models import models as registry_models
 from app.notify import models as notify_models
+from app.registry import models as registry_models
 from app.windows import models as window_models
 
 __all__ = [

@@ -276,8 +276,8 @@ def load(
     segment_columns(). The numeric columns depend only on rows, windows and seed."""
     from app.config import load_settings
     from app.db import create_engine_for, make_sessionmaker, session_scope
-    from app.models import service as model_service
-    from app.models.schemas import ModelIn
+    from app.registry import service as model_service
+    from app.registry.schemas import ModelIn
 
     t0 = time.perf_counter()
     engine = create_engine_for(load_settings(database_url=db.sa_url))

@@ -22,9 +22,9 @@ from app.alerting.schemas import (
 )
 from app.api import responses
 from app.api.deps import Admin, Read, ReadSessionDep, SessionDep, SettingsDep
-from app.models import service as model_service
-from app.models.router import ModelId
 from app.notify.models import WebhookDelivery
+from app.registry import service as model_service
+from app.registry.router import ModelId
 
 router = APIRouter(tags=["alerting"], responses={**responses.COMMON, **responses.NOT_FOUND})
 

@@ -15,7 +15,7 @@ from app.compare import service
 from app.compare.schemas import CompareOut, Difference, WindowDifference
 from app.ingestion.schemas import Timestamp
 from app.metrics import PairedDifference
-from app.models import service as model_service
+from app.registry import service as model_service
 from app.windows.router import epoch_seconds
 
 router = APIRouter(prefix="/v1", tags=["compare"], responses=responses.COMMON)

@@ -24,7 +24,7 @@ from app.metrics import (
     paired_by_group,
     paired_difference,
 )
-from app.models.models import MonitoredModel
+from app.registry.models import MonitoredModel
 from app.windows.reader import parse_probabilities, read_joined
 from app.windows.values import compute_stats
 

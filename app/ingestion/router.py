@@ -16,9 +16,9 @@ from app.ingestion.schemas import (
     IngestPredictionsOut,
     PredictionBatch,
 )
-from app.models import service as model_service
-from app.models.router import ModelId
 from app.observability import counters as observability_counters
+from app.registry import service as model_service
+from app.registry.router import ModelId
 
 router = APIRouter(prefix="/v1/models", tags=["ingestion"], responses=responses.COMMON)
 

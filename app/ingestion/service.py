@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.api.errors import BatchValidationError, item_error
 from app.ingestion import bulk
 from app.ingestion.schemas import ActualIn, PredictionIn, as_utc_micros
-from app.models.models import MonitoredModel
+from app.registry.models import MonitoredModel
 from app.windows import dirty
 
 

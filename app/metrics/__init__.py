@@ -16,12 +16,14 @@ from app.metrics.multiclass import multiclass_stats_by_group, multiclass_window_
 from app.metrics.paired import PairedDifference, paired_by_group, paired_difference
 from app.metrics.stats import weighted_quantile, weighted_quantiles, weighted_stderr
 from app.metrics.window import WindowStats, binary_window_stats, stats_by_group
+from app.metrics.window_stats import WindowSums, finalise, merge
 
 __all__ = [
     "DEFAULT_EPS",
     "PairedDifference",
     "ReliabilityBin",
     "WindowStats",
+    "WindowSums",
     "baseline_log_loss",
     "binary_entropy",
     "binary_losses",
@@ -30,6 +32,8 @@ __all__ = [
     "categorical_entropy",
     "class_indexes",
     "clip",
+    "finalise",
+    "merge",
     "multiclass_losses",
     "multiclass_stats_by_group",
     "multiclass_window_stats",

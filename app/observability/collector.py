@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import scheduler as scheduler_module
 from app.alerting.models import Alert
-from app.models.models import MonitoredModel
 from app.notify.models import WebhookDelivery
+from app.registry.models import MonitoredModel
 from app.windows.models import WindowMetric
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from app.api.deps import Read, ReadSessionDep
 from app.api.errors import query_error
 from app.api.json_types import VersionText
 from app.ingestion.schemas import SEGMENT_KEY_RE, Timestamp
-from app.models import service as model_service
-from app.models.router import ModelId
+from app.registry import service as model_service
+from app.registry.router import ModelId
 from app.windows import history_json, service
 from app.windows.schemas import HistoryOut
 

@@ -1,7 +1,8 @@
 """Window computation over the database: dirty windows -> window_metrics rows.
 
 A pass (1) sweeps actuals that were written before their prediction was visible,
-(2) repeatedly leases a batch of dirty windows, reads their joined rows in one query
+(2) repeatedly folds the window change log into the dirty queue and leases a batch of
+dirty windows, reads their joined rows in one query
 per model, computes every metric with numpy, and (3) writes the results only for
 claims it still holds, deleting the dirty mark only if no write came in meanwhile.
 Each step is its own short transaction, so ingestion never waits on the math.
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import is_postgres, session_scope
-from app.models.models import MonitoredModel
+from app.registry.models import MonitoredModel
 from app.windows import dirty, history_json, slice_store
 from app.windows.models import WindowMetric
 from app.windows.reader import read_joined
@@ -168,6 +169,7 @@ def compute_pass(
     lease_us = int(settings.compute_lease_s * 1e6)
     while True:
         with session_scope(factory) as session:
+            dirty.fold(session=session)
             claims = dirty.claim(
                 session=session,
                 token=token,
@@ -182,6 +184,14 @@ def compute_pass(
             computed = _compute_claims(
                 session=session, claims=claims, now=now, top_n=settings.slice_top_n
             )
+        # Writes that landed while we computed bump their windows' generation now, so
+        # those windows are retried below rather than settled. Its own short transaction:
+        # folding locks dirty_windows rows in another order than lock_own_claims (see
+        # dirty.fold). A change committed after this fold stays in the log, and the next
+        # fold re-queues its window even if we settle it: nothing is computed from stale
+        # inputs and left that way.
+        with session_scope(factory) as session:
+            dirty.fold(session=session)
         with session_scope(factory) as session:
             held = dirty.lock_own_claims(session=session, token=token, claims=claims)
             values = [v for v in computed.values if (v["model_id"], v["window_start"]) in held]

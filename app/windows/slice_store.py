@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.alerting.models import Monitor
 from app.metrics import WindowStats
-from app.models.models import MonitoredModel
+from app.registry.models import MonitoredModel
 from app.windows import history_json, slices
 from app.windows.models import SliceMetric
 from app.windows.reader import JoinedRows

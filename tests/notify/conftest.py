@@ -15,12 +15,12 @@ from cryptography.fernet import Fernet
 from app.alerting.models import Alert, Monitor
 from app.config import Settings
 from app.db import session_scope
-from app.models.models import MonitoredModel
 from app.notify import outbox
 from app.notify.delivery import DeliveryReport, deliver_due
 from app.notify.models import WebhookDelivery
 from app.notify.secrets import encrypt, load_cipher
 from app.notify.signing import generate_secret
+from app.registry.models import MonitoredModel
 from tests.conftest import Db
 from tests.notify.receiver import Receiver
 

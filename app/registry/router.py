@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path
 
 from app.api import responses
 from app.api.deps import Admin, Read, SessionDep
-from app.models import service
-from app.models.schemas import MODEL_ID_PATTERN, ModelIn, ModelList, ModelOut
+from app.registry import service
+from app.registry.schemas import MODEL_ID_PATTERN, ModelIn, ModelList, ModelOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=responses.COMMON)
 

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from app.api.errors import ApiError
 from app.ingestion.models import Actual, Prediction
-from app.models.models import MonitoredModel
-from app.models.schemas import ModelIn, ModelOut, window_seconds
+from app.registry.models import MonitoredModel
+from app.registry.schemas import ModelIn, ModelOut, window_seconds
 
 # Changing these would re-interpret stored data (window_start, labels).
 _SHAPE_FIELDS = ("task", "classes", "window")
