@@ -90,7 +90,9 @@ def test_server_down_keeps_up_to_the_bound_then_delivers(db: Db, tmp_path: Path)
         slowest = max(slowest, time.perf_counter() - started)
     stats = logger.stats()
     assert (stats.dropped, stats.buffered, stats.sent, stats.failed) == (300, 500, 0, 0)
-    assert slowest < 0.05  # nothing waits for the network (bench/client.py measures p99)
+    # Nothing waits for the network (a connect timeout would be 10 s); bench/client.py
+    # measures the real figure (p99 in µs). Loose: the shared test machine stalls threads.
+    assert slowest < 2.0
     assert not logger.flush(timeout=0.5)  # nobody to deliver to
     assert adds_up(logger.stats())
 
