@@ -109,14 +109,18 @@ def overhead_server_up(url: str, n: int) -> dict[str, float]:
     return summary(samples)
 
 
+def timestamps(n: int) -> list[datetime]:
+    return [T0 + timedelta(seconds=i) for i in range(n)]
+
+
 def through_logger(url: str, model: str, n: int) -> float:
+    """First log call to close() returned: the calls, encoding and sending."""
     register(url, model)
+    stamps = timestamps(n)
     logger = Logger(url, max_buffer=n, batch_size=BATCH, flush_interval=0.05)
     started = time.perf_counter()
     for i in range(n):
-        logger.log_prediction(
-            model, f"p{i}", (i % 97 + 1) / 100, timestamp=T0 + timedelta(seconds=i)
-        )
+        logger.log_prediction(model, f"p{i}", (i % 97 + 1) / 100, timestamp=stamps[i])
     assert logger.close(timeout=600)
     elapsed = time.perf_counter() - started
     stats = logger.stats()
@@ -125,19 +129,17 @@ def through_logger(url: str, model: str, n: int) -> float:
 
 
 def through_client(url: str, model: str, n: int) -> float:
+    """The same records built as dicts and sent in batches, one call per batch."""
     register(url, model)
-    items = [
-        {
-            "prediction_id": f"p{i}",
-            "timestamp": T0 + timedelta(seconds=i),
-            "score": (i % 97 + 1) / 100,
-        }
-        for i in range(n)
-    ]
+    stamps = timestamps(n)
     with Client(url, max_batch=BATCH) as lm:
         started = time.perf_counter()
         for k in range(0, n, BATCH):
-            lm.log_predictions(model, items[k : k + BATCH])
+            batch = [
+                {"prediction_id": f"p{i}", "timestamp": stamps[i], "score": (i % 97 + 1) / 100}
+                for i in range(k, min(n, k + BATCH))
+            ]
+            lm.log_predictions(model, batch)
         elapsed = time.perf_counter() - started
     return n / elapsed
 

@@ -71,7 +71,7 @@ def test_100k_calls_from_8_threads_arrive_exactly_once(db: Db, server: Server) -
 
 def test_server_down_keeps_up_to_the_bound_then_delivers(db: Db, tmp_path: Path) -> None:
     port = free_port()
-    server = devserver.start_serve(db.url, workdir=tmp_path, port=port, timeout_s=120)
+    server = devserver.start_serve(db.url, workdir=tmp_path, port=port)
     register(server.url, "ctr")
     stop_server(server)
 
@@ -96,7 +96,7 @@ def test_server_down_keeps_up_to_the_bound_then_delivers(db: Db, tmp_path: Path)
     assert not logger.flush(timeout=0.5)  # nobody to deliver to
     assert adds_up(logger.stats())
 
-    server = devserver.start_serve(db.url, workdir=tmp_path, port=port, timeout_s=120)
+    server = devserver.start_serve(db.url, workdir=tmp_path, port=port)
     try:
         assert logger.flush(timeout=60)
         assert logger.stats() == LoggerStats(800, 500, 300, 0, 0)
@@ -166,7 +166,7 @@ def test_rejected_records_are_reported_and_not_retried(db: Db, proxy: Proxy) -> 
 
 def test_sigkill_of_the_server_loses_nothing_acknowledged(db: Db, tmp_path: Path) -> None:
     port = free_port()
-    server = devserver.start_serve(db.url, workdir=tmp_path, port=port, timeout_s=120)
+    server = devserver.start_serve(db.url, workdir=tmp_path, port=port)
     register(server.url, "ctr")
     total = 20_000
     logger = Logger(
@@ -194,7 +194,7 @@ def test_sigkill_of_the_server_loses_nothing_acknowledged(db: Db, tmp_path: Path
     stats = logger.stats()
     assert adds_up(stats) and stats.dropped == 0 and stats.failed == 0
 
-    server = devserver.start_serve(db.url, workdir=tmp_path, port=port, timeout_s=120)
+    server = devserver.start_serve(db.url, workdir=tmp_path, port=port)
     try:
         producer.join(timeout=120)
         assert done.is_set()
