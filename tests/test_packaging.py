@@ -100,3 +100,19 @@ def test_server_wheel_ships_migrations_inside_app(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()) == site / "app" / "migrations"
+
+
+def test_app_client_is_a_deprecated_re_export() -> None:
+    check = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import app.client\n"
+        "import lossmon\n"
+        "assert app.client.Client is lossmon.Client\n"
+        "assert app.client.ValidationFailed is lossmon.ValidationFailed\n"
+        "assert [w.category for w in caught] == [DeprecationWarning], caught\n"
+        "assert 'from lossmon import Client' in str(caught[0].message)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
