@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.alerting import service as alerting_service
 from app.config import Settings
 from app.db import session_scope
-from app.notify import delivery
+from app.notify import delivery, resend
 from app.windows import service as window_service
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,12 @@ def compute_and_evaluate(
 def deliver_webhooks(
     *, settings: Settings, factory: sessionmaker[Session], clock: Callable[[], float] = time.time
 ) -> delivery.DeliveryReport:
+    with session_scope(factory) as session:
+        resend.resend_firing(
+            session=session,
+            resend_s=settings.alertmanager_resend_s,
+            now=datetime.fromtimestamp(clock(), UTC),
+        )
     return delivery.deliver_due(factory=factory, settings=settings, clock=clock)
 
 

@@ -119,9 +119,16 @@ class AsyncClient:
         """Metric windows whose start is in [start, end), oldest first. ``segments`` is a
         mapping ``{"country": "DE"}`` or strings ``"country:DE"`` (all must match)."""
         params = _wire.metrics_params(start, end, model_version, segments)
-        body = await self._call("GET", f"/v1/models/{_wire.seg(model_id)}/metrics", params=params)
-        windows: list[dict[str, Any]] = body["windows"]
-        return windows
+        path = f"/v1/models/{_wire.seg(model_id)}/metrics"
+        windows: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:  # every page: the server sends at most `limit` windows per response
+            page = params + ([("cursor", cursor)] if cursor else [])
+            body = await self._call("GET", path, params=page)
+            windows.extend(body["windows"])
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return windows
 
     async def compare(
         self,
