@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -381,8 +382,65 @@ def compute() -> None:
     typer.echo(
         f"computed {c.computed} windows ({c.retried} re-queued) in {c.seconds:.3f}s; "
         f"evaluated {e.evaluated} monitors ({len(e.fired)} fired, {len(e.resolved)} resolved); "
-        f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry"
+        f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry; "
+        f"retention: {report.retention.predictions} predictions, "
+        f"{report.retention.actuals} actuals deleted"
     )
+
+
+@cli.command("import")
+def import_file(
+    kind: Annotated[str, typer.Argument(help="predictions | actuals")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="the file")
+    ],
+    model: Annotated[str, typer.Option("--model", help="the registered model id")],
+    url: Annotated[str, typer.Option(help="the lossmon server")] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LOSSMON_API_KEY", help="a key with ingest scope")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv | parquet | ndjson (default: from the file name)"),
+    ] = None,
+) -> None:
+    """Send a file's predictions or actuals through the HTTP API in batches (columns named
+    as the JSON fields; segment.<key>, proba.<class>). Safe to re-run. Exits 1 if any
+    record was rejected (each is named by file line or Parquet row, and field)."""
+    from app.client import Client, LossmonError
+    from app.importer import records, sender
+
+    if kind not in ("predictions", "actuals"):
+        typer.echo("lossmon: import what? `predictions` or `actuals`", err=True)
+        raise typer.Exit(2)
+    if fmt is not None and fmt not in ("csv", "parquet", "ndjson"):
+        typer.echo("lossmon: --format must be csv, parquet or ndjson", err=True)
+        raise typer.Exit(2)
+    chosen: Any = fmt or records.detect_format(file)
+
+    def show(rejection: sender.Rejection) -> None:
+        typer.echo(f"{file.name}: {rejection}", err=True)
+
+    try:
+        with Client(url, api_key=api_key) as client:
+            report = sender.import_file(
+                client=client,
+                kind=kind,  # type: ignore[arg-type]
+                model_id=model,
+                path=file,
+                fmt=chosen,
+                on_rejected=show,
+            )
+    except LossmonError as exc:
+        typer.echo(f"lossmon: import stopped: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if report.expired:
+        typer.echo(
+            f"{report.expired} actuals past the model's retention_days were not kept", err=True
+        )
+    typer.echo(report.final_line())
+    if report.rejected:
+        raise typer.Exit(1)
 
 
 @cli.command()

@@ -80,3 +80,4 @@ class ActualsResult:
     accepted: int = 0
     matched: int = 0
     pending: int = 0
+    expired: int = 0  # past the model's retention_days with no stored prediction: not kept

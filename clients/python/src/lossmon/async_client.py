@@ -160,7 +160,7 @@ class AsyncClient:
         """Send ground truth (any number; batched). ``matched`` have a stored prediction,
         ``pending`` not yet (they are joined when it arrives)."""
         totals = await self._ingest(
-            model_id, "actuals", actuals, ("accepted", "matched", "pending")
+            model_id, "actuals", actuals, ("accepted", "matched", "pending", "expired")
         )
         return ActualsResult(**totals)
 
