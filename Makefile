@@ -5,11 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PYTEST_ARGS ?=
 
-<<<<<<< HEAD
-.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute bench-alerts bench-client client-size clean soak
-=======
-.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute bench-alerts bench-scale clean soak
->>>>>>> main
+.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute bench-alerts bench-scale bench-client client-size clean soak
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lossmon needs Python 3.11+ (found %s)" % sys.version.split()[0])'
