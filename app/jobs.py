@@ -71,6 +71,31 @@ def compute_and_evaluate(
     return TickReport(compute=result, evaluation=evaluate_monitors(factory=factory, clock=clock))
 
 
+def compute_now(
+    *,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    read_factory: sessionmaker[Session],
+    max_wait_s: float,
+    progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> TickReport:
+    """`lossmon compute`: a tick whose compute step returns only once every window
+    dirty at its start is computed (bounded by max_wait_s), then monitors and webhooks."""
+    result = window_service.compute_until_done(
+        factory=factory,
+        read_factory=read_factory,
+        settings=settings,
+        max_wait_s=max_wait_s,
+        clock=clock,
+        on_written=_mark_monitors,
+        progress=progress,
+    )
+    report = TickReport(compute=result, evaluation=evaluate_monitors(factory=factory, clock=clock))
+    report.delivery = deliver_webhooks(settings=settings, factory=factory, clock=clock)
+    return report
+
+
 def deliver_webhooks(
     *, settings: Settings, factory: sessionmaker[Session], clock: Callable[[], float] = time.time
 ) -> delivery.DeliveryReport:
