@@ -336,8 +336,8 @@ def compute_until_done(
                 token=token,
                 result=result,
             )
-            with session_scope(factory) as session:
-                dirty.fold(session=session)
+            # Read-only: changes that arrived after the start do not matter here.
+            with session_scope(read_factory) as session:
                 queue = dirty.queued(session=session)
             left = _outstanding(target=target, queue=queue, computed=result.computed_generations)
             if not left:
