@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute bench-alerts clean soak
+.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute bench-alerts bench-scale clean soak
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lossmon needs Python 3.11+ (found %s)" % sys.version.split()[0])'
@@ -64,6 +64,11 @@ bench-ingest: $(VENV)/.installed-test
 
 bench-compute: $(VENV)/.installed-test
 	$(PY) bench/compute.py
+
+## make bench-scale: steady and late-label passes at 1M and 10M predictions of history,
+## bytes per row, a retention run under load (heavy: ~1 h on 2 shared cores).
+bench-scale: $(VENV)/.installed-test
+	$(PY) bench/scale.py
 
 bench-alerts: $(VENV)/.installed-test
 	$(PY) bench/alerts.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,11 +13,54 @@ import typer
 from app import migrate as migrations
 from app.config import Settings, load_settings
 
+
+def _env_help(*fields: str) -> str:
+    """Help text naming the environment variables (and their defaults) a command reads,
+    from Settings itself so it cannot drift."""
+    lines = []
+    for name in fields:
+        default = Settings.model_fields[name].default
+        shown = "unset" if default is None else str(default)
+        lines.append(f"LOSSMON_{name.upper()} (default: {shown})")
+    return (
+        "Settings (environment, else config/lossmon.toml or LOSSMON_CONFIG_FILE): "
+        + "; ".join(lines)
+        + "."
+    )
+
+
+_DB_ENV = _env_help("database_url", "log_level", "log_format")
+
 cli = typer.Typer(
     help="lossmon: windowed log loss against the naive baseline, for classifiers in production.",
+    epilog="Every setting is an environment variable LOSSMON_<NAME> (README: Configuration). "
+    + _DB_ENV,
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"lossmon {version('lossmon')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("lossmon (not installed)")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main(
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def _settings() -> Settings:
@@ -103,9 +147,18 @@ def keys_list() -> None:
     settings = _settings()
     _ensure_schema(settings)
     with session_scope(_session_factory(settings)) as session:
-        for k in auth_service.list_keys(session=session):
+        keys = auth_service.list_keys(session=session)
+        # Tab-separated under a header: readable, and still `cut -f1` friendly.
+        typer.echo("id\tscope\tname\tcreated\trevoked")
+        for k in keys:
             revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
             typer.echo(f"{k.id}\t{k.scope}\t{k.name or '-'}\t{k.created_at.isoformat()}\t{revoked}")
+    if not keys:
+        typer.echo(
+            "no keys yet: the API is open on loopback; create one with "
+            "`lossmon keys create --scope admin --name me`",
+            err=True,
+        )
 
 
 @keys_cli.command("revoke")
@@ -158,10 +211,44 @@ def _guard_open_access(settings: Settings, host: str) -> None:
     raise typer.Exit(4)
 
 
-@cli.command()
+def _port_free(host: str, port: int) -> bool:
+    """Whether uvicorn will be able to bind. Checked up front so a port in use is one
+    clear line naming the way out, not a traceback after "startup complete"."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+@cli.command(epilog=_env_help("database_url", "compute_interval_s", "log_level", "log_format"))
 def serve(
-    host: Annotated[str | None, typer.Option(help="bind address")] = None,
-    port: Annotated[int | None, typer.Option(help="port")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="bind address",
+            envvar="LOSSMON_HOST",
+            show_envvar=True,
+            show_default=Settings.model_fields["host"].default,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="port",
+            envvar="LOSSMON_PORT",
+            show_envvar=True,
+            show_default=str(Settings.model_fields["port"].default),
+        ),
+    ] = None,
     scheduler: Annotated[
         bool,
         typer.Option("--scheduler/--no-scheduler", help="run the compute scheduler in-process"),
@@ -178,9 +265,17 @@ def serve(
     _ensure_schema(settings)
     bind = host or settings.host
     _guard_open_access(settings, bind)
+    bind_port = port or settings.port
+    if not _port_free(bind, bind_port):
+        typer.echo(
+            f"lossmon: port {bind_port} on {bind} is already in use (another lossmon?). "
+            "Stop it, or pick another port with --port or LOSSMON_PORT.",
+            err=True,
+        )
+        raise typer.Exit(5)
     common: dict[str, Any] = {
         "host": bind,
-        "port": port or settings.port,
+        "port": bind_port,
         "log_level": settings.log_level.lower(),
         "log_config": log_config,
         "timeout_graceful_shutdown": 10,
@@ -192,11 +287,30 @@ def serve(
     # one; database claims keep that correct, but `serve --no-scheduler` beside a
     # `lossmon worker` is the lighter layout.
     os.environ[SCHEDULER_ENV] = "1" if scheduler else "0"
-    uvicorn.run("app.main:create_app_from_env", factory=True, workers=workers, **common)
+    uvicorn.run(
+        "app.main:create_app_from_env",
+        factory=True,
+        workers=workers,
+        # uvicorn's supervisor kills a worker that does not answer its ping within this
+        # many seconds; its 5 s default is shorter than importing the app on a busy
+        # host, so workers were killed and respawned while still starting.
+        timeout_worker_healthcheck=60,
+        **common,
+    )
 
 
-@cli.command()
-def worker() -> None:
+@cli.command(epilog=_env_help("database_url", "compute_interval_s", "log_level", "log_format"))
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="serve Prometheus /metrics on this port (default: none)"
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="address for --metrics-port (0.0.0.0 in a container)")
+    ] = "127.0.0.1",
+) -> None:
     """Run only the scheduler (compute passes), for scaling out beside `serve --no-scheduler`."""
     from app import scheduler as scheduler_module
     from app.db import create_engine_for, make_sessionmaker
@@ -205,12 +319,23 @@ def worker() -> None:
     _logging(settings)
     _ensure_schema(settings)
     engine = create_engine_for(settings)
+    read_factory = make_sessionmaker(engine, readonly=True)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from app.observability.registry import worker_registry
+
+        # A daemon thread: scheduler liveness, backlog, outbox depth and age.
+        start_http_server(metrics_port, metrics_host, registry=worker_registry(read_factory))
+        typer.echo(
+            f"lossmon worker: metrics on http://{metrics_host}:{metrics_port}/metrics", err=True
+        )
     typer.echo(f"lossmon worker: compute every {settings.compute_interval_s:g}s", err=True)
     try:
         scheduler_module.run_blocking(
             settings=settings,
             factory=make_sessionmaker(engine),
-            read_factory=make_sessionmaker(engine, readonly=True),
+            read_factory=read_factory,
         )
     except (KeyboardInterrupt, SystemExit):
         pass
@@ -218,7 +343,7 @@ def worker() -> None:
         engine.dispose()
 
 
-@cli.command()
+@cli.command(epilog=_DB_ENV)
 def migrate(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
     down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION instead")] = False,
@@ -226,6 +351,7 @@ def migrate(
     """Bring the database schema to the latest migration (or REVISION)."""
     settings = _settings()
     _logging(settings)
+    logging.getLogger("alembic").setLevel(logging.INFO)  # here each step is the point
     if down:
         migrations.downgrade(settings.database_url, revision if revision != "head" else "base")
     else:
@@ -233,7 +359,7 @@ def migrate(
     typer.echo(f"lossmon: schema at {revision if not down else 'downgraded'}", err=True)
 
 
-@cli.command()
+@cli.command(epilog=_DB_ENV)
 def compute(
     max_wait: Annotated[
         float,
@@ -272,7 +398,9 @@ def compute(
         f"waited for {c.waited_for} windows other workers were computing; "
         f"{done} of {c.dirty_at_start} windows dirty at the start are computed; "
         f"evaluated {e.evaluated} monitors ({len(e.fired)} fired, {len(e.resolved)} resolved); "
-        f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry"
+        f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry; "
+        f"retention: {report.retention.predictions} predictions, "
+        f"{report.retention.actuals} actuals deleted"
     )
     if c.unfinished:
         typer.echo(
@@ -280,6 +408,61 @@ def compute(
             f"computed elsewhere after --max-wait {max_wait:g}s",
             err=True,
         )
+        raise typer.Exit(1)
+
+
+@cli.command("import")
+def import_file(
+    kind: Annotated[str, typer.Argument(help="predictions | actuals")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="the file")
+    ],
+    model: Annotated[str, typer.Option("--model", help="the registered model id")],
+    url: Annotated[str, typer.Option(help="the lossmon server")] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LOSSMON_API_KEY", help="a key with ingest scope")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv | parquet | ndjson (default: from the file name)"),
+    ] = None,
+) -> None:
+    """Send a file's predictions or actuals through the HTTP API in batches (columns named
+    as the JSON fields; segment.<key>, proba.<class>). Safe to re-run. Exits 1 if any
+    record was rejected (each is named by file line or Parquet row, and field)."""
+    from app.client import Client, LossmonError
+    from app.importer import records, sender
+
+    if kind not in ("predictions", "actuals"):
+        typer.echo("lossmon: import what? `predictions` or `actuals`", err=True)
+        raise typer.Exit(2)
+    if fmt is not None and fmt not in ("csv", "parquet", "ndjson"):
+        typer.echo("lossmon: --format must be csv, parquet or ndjson", err=True)
+        raise typer.Exit(2)
+    chosen: Any = fmt or records.detect_format(file)
+
+    def show(rejection: sender.Rejection) -> None:
+        typer.echo(f"{file.name}: {rejection}", err=True)
+
+    try:
+        with Client(url, api_key=api_key) as client:
+            report = sender.import_file(
+                client=client,
+                kind=kind,  # type: ignore[arg-type]
+                model_id=model,
+                path=file,
+                fmt=chosen,
+                on_rejected=show,
+            )
+    except LossmonError as exc:
+        typer.echo(f"lossmon: import stopped: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if report.expired:
+        typer.echo(
+            f"{report.expired} actuals past the model's retention_days were not kept", err=True
+        )
+    typer.echo(report.final_line())
+    if report.rejected:
         raise typer.Exit(1)
 
 

@@ -144,6 +144,7 @@ class ActualsResult:
     accepted: int = 0
     matched: int = 0
     pending: int = 0
+    expired: int = 0  # past the model's retention_days with no stored prediction: not kept
 
 
 # --------------------------------------------------------------------------- encoding
@@ -360,11 +361,17 @@ class Client:
                 else list(segments)
             )
             params.extend(("segment", p) for p in pairs)
-        body = self._json(
-            self._request("GET", f"/v1/models/{_seg(model_id)}/metrics", params=params)
-        )
-        windows: list[dict[str, Any]] = body["windows"]
-        return windows
+        windows: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:  # every page: the server sends at most `limit` windows per response
+            page = params + ([("cursor", cursor)] if cursor else [])
+            body = self._json(
+                self._request("GET", f"/v1/models/{_seg(model_id)}/metrics", params=page)
+            )
+            windows.extend(body["windows"])
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return windows
 
     def compare(
         self,
@@ -398,7 +405,9 @@ class Client:
     def log_actuals(self, model_id: str, actuals: Iterable[Mapping[str, Any]]) -> ActualsResult:
         """Send ground truth (any number; batched). ``matched`` have a stored prediction,
         ``pending`` not yet (they are joined when it arrives)."""
-        totals = self._ingest(model_id, "actuals", actuals, ("accepted", "matched", "pending"))
+        totals = self._ingest(
+            model_id, "actuals", actuals, ("accepted", "matched", "pending", "expired")
+        )
         return ActualsResult(**totals)
 
     def _ingest(

@@ -70,12 +70,16 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = Field(default=2.0, gt=0)
     webhook_backoff_max_s: float = Field(default=900.0, gt=0)
     deliver_interval_s: float = Field(default=5.0, gt=0)
+    # Alertmanager forgets an alert that is not re-posted (resolve_timeout, 5 min by
+    # default): a firing alert is re-posted at least this often.
+    alertmanager_resend_s: float = Field(default=60.0, gt=0)
     # Key that encrypts webhook secrets at rest (Fernet, urlsafe base64 of 32 bytes).
     # Unset: read from (or, the first time, create) `secret_key_file`.
     secret_key: str | None = None
     secret_key_file: str = "./lossmon.secret"
     log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    # auto: human-readable text on a terminal, JSON lines otherwise (files, collectors).
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("database_url")
     @classmethod

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.alerting import service as alerting_service
 from app.config import Settings
 from app.db import session_scope
-from app.notify import delivery
+from app.notify import delivery, resend
+from app.retention import service as retention_service
 from app.windows import service as window_service
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ class TickReport:
         default_factory=alerting_service.EvaluationReport
     )
     delivery: delivery.DeliveryReport | None = None
+    retention: retention_service.RetentionReport = field(
+        default_factory=retention_service.RetentionReport
+    )
 
 
 def _mark_monitors(session: Session, model_ids: set[str]) -> None:
@@ -68,7 +72,10 @@ def compute_and_evaluate(
         clock=clock,
         on_written=_mark_monitors,
     )
-    return TickReport(compute=result, evaluation=evaluate_monitors(factory=factory, clock=clock))
+    evaluation = evaluate_monitors(factory=factory, clock=clock)
+    # After the compute pass (API.md): windows about to expire got their last compute.
+    retention = retention_service.run_retention(factory=factory, clock=clock)
+    return TickReport(compute=result, evaluation=evaluation, retention=retention)
 
 
 def compute_now(
@@ -81,7 +88,8 @@ def compute_now(
     clock: Callable[[], float] = time.time,
 ) -> TickReport:
     """`lossmon compute`: a tick whose compute step returns only once every window
-    dirty at its start is computed (bounded by max_wait_s), then monitors and webhooks."""
+    dirty at its start is computed (bounded by max_wait_s), then monitors, retention
+    and webhooks."""
     result = window_service.compute_until_done(
         factory=factory,
         read_factory=read_factory,
@@ -91,7 +99,9 @@ def compute_now(
         on_written=_mark_monitors,
         progress=progress,
     )
-    report = TickReport(compute=result, evaluation=evaluate_monitors(factory=factory, clock=clock))
+    evaluation = evaluate_monitors(factory=factory, clock=clock)
+    retention = retention_service.run_retention(factory=factory, clock=clock)
+    report = TickReport(compute=result, evaluation=evaluation, retention=retention)
     report.delivery = deliver_webhooks(settings=settings, factory=factory, clock=clock)
     return report
 
@@ -99,6 +109,12 @@ def compute_now(
 def deliver_webhooks(
     *, settings: Settings, factory: sessionmaker[Session], clock: Callable[[], float] = time.time
 ) -> delivery.DeliveryReport:
+    with session_scope(factory) as session:
+        resend.resend_firing(
+            session=session,
+            resend_s=settings.alertmanager_resend_s,
+            now=datetime.fromtimestamp(clock(), UTC),
+        )
     return delivery.deliver_due(factory=factory, settings=settings, clock=clock)
 
 

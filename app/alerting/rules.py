@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter, model_validator
 
 # Re-exported: callers and tests know the points and every rule type from here.
+from app.alerting.cusum import Cusum as Cusum
+from app.alerting.cusum import cusum_holds, cusum_lookback
 from app.alerting.points import WindowPoint as WindowPoint
 from app.alerting.points import point_from_stats as point_from_stats
 from app.alerting.rule_base import RuleBase
@@ -190,7 +192,8 @@ Rule = Annotated[
     | Trend
     | RelativeToReference
     | CalibrationGapAbove
-    | LabelCoverageBelow,
+    | LabelCoverageBelow
+    | Cusum,
     Field(discriminator="type"),
 ]
 
@@ -202,7 +205,7 @@ def parse_rule(data: Mapping[str, Any]) -> Rule:
     return RULE_ADAPTER.validate_python(data)
 
 
-def reference_range(rule: RelativeToReference) -> tuple[int, int]:
+def reference_range(rule: RelativeToReference | Cusum) -> tuple[int, int]:
     """[first, end) in epoch seconds: a window belongs to the reference iff
     first <= window_start < end.
 
@@ -297,13 +300,18 @@ def trend_test(log_losses: Sequence[float], stderrs: Sequence[float]) -> TrendFi
 
 
 def holds(
-    rule: Rule, history: Sequence[WindowPoint], *, reference: Reference | None = None
+    rule: Rule,
+    history: Sequence[WindowPoint],
+    *,
+    reference: Reference | None = None,
+    origin: int | None = None,
 ) -> bool | None:
     """Does the rule's condition hold at the last point of ``history``?
 
     ``history`` is the evaluated windows (already filtered by the caller to those with
     enough labels), oldest first. None means "cannot be judged": a missing metric, too
-    little history for a trend, or no reference for a relative rule.
+    little history for a trend, or no reference for a relative rule. ``origin``: the
+    window that resolved the series' last episode (a cusum restarts after it).
     """
     if not history:
         return None
@@ -324,6 +332,14 @@ def holds(
         return calibration_holds(rule, last)
     if isinstance(rule, LabelCoverageBelow):
         return coverage_holds(rule, last)
+    if isinstance(rule, Cusum):
+        return cusum_holds(
+            rule,
+            history,
+            ref_log_loss=reference.log_loss if reference else None,
+            ref_stderr=reference.stderr if reference else None,
+            origin=origin,
+        )
     raise TypeError(f"unknown rule type {type(rule).__name__}")
 
 
@@ -431,6 +447,7 @@ def evaluate(
     for_windows: int,
     min_labeled: int,
     reference: Reference | None = None,
+    origin: int | None = None,
 ) -> Verdict:
     """Judge a model's recent windows (oldest first, unfiltered).
 
@@ -449,7 +466,7 @@ def evaluate(
     n = len(evaluated)
     # Only the last for_windows judgements matter, each on the history up to its point.
     judged = [
-        holds(rule, evaluated[: i + 1], reference=reference)
+        holds(rule, evaluated[: i + 1], reference=reference, origin=origin)
         for i in range(max(0, n - for_windows), n)
     ]
     firing = len(judged) >= for_windows and all(h is True for h in judged)
@@ -484,4 +501,6 @@ def lookback(rule: Rule, for_windows: int) -> int:
         return for_windows + rule.windows - 1
     if isinstance(rule, LabelCoverageBelow):
         return for_windows + rule.grace_windows
+    if isinstance(rule, Cusum):
+        return cusum_lookback(for_windows)
     return for_windows

@@ -8,13 +8,14 @@ rules see the same :class:`WindowPoint` either way.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, desc, select
+from sqlalchemy import ColumnElement, Select, desc, or_, select
 from sqlalchemy.orm import Session
 
 from app.alerting import rules
-from app.alerting.models import Monitor
+from app.alerting.models import Alert, Monitor
 from app.windows import dirty, slice_store
 from app.windows.models import SEGMENT, VERSION, SliceMetric, WindowMetric
 from app.windows.schemas import window_out
@@ -118,8 +119,9 @@ def recent_windows(
 def reference(
     *, session: Session, monitor: Monitor, rule: rules.Rule, value: str | None = None
 ) -> rules.Reference | None:
-    """The pooled reference period of a relative rule, from the same slice it watches."""
-    if not isinstance(rule, rules.RelativeToReference):
+    """The pooled reference period of a relative or cusum rule, from the same slice it
+    watches."""
+    if not isinstance(rule, rules.RelativeToReference | rules.Cusum):
         return None
     start, end = rules.reference_range(rule)
     table, where = _source(monitor, value)
@@ -217,3 +219,84 @@ def recompute_history(*, session: Session, model_id: str) -> int:
             session=session, model_id=model_id, window_starts=starts[i : i + _MARK_CHUNK]
         )
     return len(starts)
+
+
+# Windows judged in one evaluation of one series, at most: after a long outage the
+# newest ones (older ones are still part of the judged windows' history).
+MAX_JUDGED = 200
+# Windows loaded between the oldest judged one and the newest, at most.
+_MAX_CONTEXT = 2000
+
+
+def judge_windows(
+    *,
+    session: Session,
+    monitor: Monitor,
+    rule: rules.Rule,
+    value: str | None,
+    after: int | None,
+    changed_since: datetime | None,
+) -> tuple[list[MetricRow], list[int]]:
+    """The evaluable windows to judge now, in order, and the history they need.
+
+    Judged: every evaluable window newer than ``after`` (the series' last judged
+    window) and every evaluable window (re)computed since ``changed_since`` (the last
+    evaluation): a window whose late labels arrived after newer ones were judged is
+    judged in its place. Returns (rows oldest first, judged window starts ascending);
+    the rows hold, before the oldest judged window, the lookback its judgement needs.
+    A series never judged before (after is None) judges only its newest window:
+    a new monitor does not replay the whole history.
+    """
+    if after is None or isinstance(rule, rules.LabelCoverageBelow):
+        # The coverage rule's grace windows are counted from the newest window, so it
+        # is always judged there.
+        rows = recent_windows(session=session, monitor=monitor, rule=rule, value=value)
+        gated = rules.evaluable([point(r) for r in rows], monitor.min_labeled, rule)
+        return rows, ([gated[-1].window_start] if gated else [])
+    table, where = _source(monitor, value)
+    gate = _gate(table, rule, monitor.min_labeled)
+    fresh: ColumnElement[bool] = table.window_start > after
+    if changed_since is not None:
+        fresh = or_(fresh, table.computed_at >= changed_since)
+    judged = sorted(
+        session.scalars(
+            select(table.window_start)
+            .where(*where, *gate, fresh)
+            .order_by(desc(table.window_start))
+            .limit(MAX_JUDGED)
+        )
+    )
+    if not judged:
+        return [], []
+    first = judged[0]
+    before = session.scalars(
+        _select(table)
+        .where(*where, *gate, table.window_start < first)
+        .order_by(desc(table.window_start))
+        .limit(max(0, rules.lookback(rule, monitor.for_windows) - 1))
+    ).all()
+    since_first = session.scalars(
+        _select(table)
+        .where(*where, *gate, table.window_start >= first)
+        .order_by(desc(table.window_start))
+        .limit(_MAX_CONTEXT)
+    ).all()
+    rows = sorted([*before, *since_first], key=lambda r: r.window_start)
+    loaded = {r.window_start for r in since_first}
+    return rows, [s for s in judged if s in loaded]
+
+
+def restart_origin(*, session: Session, monitor: Monitor, segment: str | None) -> int | None:
+    """Start of the window that resolved the series' last alert episode (None: none).
+
+    A cusum restarts there, and windows at or before it that are judged late cannot
+    open a new episode: they were part of the one already decided."""
+    where = [Alert.monitor_id == monitor.id, Alert.state == "resolved"]
+    where.append(Alert.segment.is_(None) if segment is None else Alert.segment == segment)
+    window = session.scalars(
+        select(Alert.resolved_window).where(*where).order_by(desc(Alert.resolved_at)).limit(1)
+    ).first()
+    start = (window or {}).get("start")
+    if not isinstance(start, str):
+        return None
+    return int(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp())

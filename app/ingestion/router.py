@@ -76,7 +76,10 @@ def post_actuals(
         now_us=_now_us(),
         max_future_s=settings.max_future_s,
     )
-    observability_counters.record_actuals(model.id, result.matched, result.pending)
+    observability_counters.record_actuals(model.id, result.matched, result.pending, result.expired)
     return IngestActualsOut(
-        accepted=result.accepted, matched=result.matched, pending=result.pending
+        accepted=result.accepted,
+        matched=result.matched,
+        pending=result.pending,
+        expired=result.expired,
     )

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db import is_postgres, session_scope
 from app.registry.models import MonitoredModel
+from app.retention import horizon
 from app.windows import dirty, heartbeat, history_json, slice_store
 from app.windows.models import WindowMetric
 from app.windows.reader import read_joined
@@ -55,7 +56,8 @@ def sweep_pending_actuals(*, session: Session) -> int:
     if is_postgres(session):
         rows = session.execute(
             text(
-                "UPDATE actuals AS a SET pending = false FROM predictions AS p "
+                "UPDATE actuals AS a SET pending = false, window_start = p.window_start "
+                "FROM predictions AS p "
                 "WHERE a.pending AND p.model_id = a.model_id "
                 "AND p.prediction_id = a.prediction_id "
                 "RETURNING a.model_id, p.window_start"
@@ -73,7 +75,10 @@ def sweep_pending_actuals(*, session: Session) -> int:
         if rows:
             session.execute(
                 text(
-                    "UPDATE actuals SET pending = 0 WHERE pending AND EXISTS (SELECT 1 "
+                    "UPDATE actuals SET pending = 0, window_start = (SELECT p.window_start "
+                    "FROM predictions AS p WHERE p.model_id = actuals.model_id "
+                    "AND p.prediction_id = actuals.prediction_id) "
+                    "WHERE pending AND EXISTS (SELECT 1 "
                     "FROM predictions AS p WHERE p.model_id = actuals.model_id "
                     "AND p.prediction_id = actuals.prediction_id)"
                 )
@@ -105,6 +110,8 @@ class _Computed:
     values: list[dict[str, object]] = field(default_factory=list)
     slices: list[dict[str, object]] = field(default_factory=list)
     empty: list[tuple[str, int]] = field(default_factory=list)  # no predictions any more
+    # past retention: metrics and slices stay as they are
+    retired: list[tuple[str, int]] = field(default_factory=list)
 
 
 def _compute_claims(
@@ -114,9 +121,26 @@ def _compute_claims(
     for c in claims:
         by_model[c.model_id].append(c.window_start)
     out = _Computed()
-    for model_id, starts in by_model.items():
+    now_s = int(now.timestamp())
+    for model_id, all_starts in by_model.items():
         model = session.get(MonitoredModel, model_id)
         if model is None:  # deleted meanwhile; its rows cascade away
+            continue
+        # A window past retention keeps the metrics it has: its raw rows are (being)
+        # deleted, so recomputing it could only lose information.
+        starts = [
+            ws
+            for ws in all_starts
+            if not horizon.window_expired(
+                window_start=ws,
+                now_s=now_s,
+                retention_days=model.retention_days,
+                window_seconds=model.window_seconds,
+            )
+        ]
+        kept = set(starts)
+        out.retired.extend((model_id, ws) for ws in all_starts if ws not in kept)
+        if not starts:
             continue
         rows = read_joined(
             session=session,
@@ -129,7 +153,10 @@ def _compute_claims(
         for ws in starts:
             st = stats.get(ws)
             if st is None or st.predictions == 0:
-                out.empty.append((model_id, ws))
+                # With retention, an empty window is one retention emptied after our
+                # horizon check (another worker's later clock): keep its metrics.
+                target = out.retired if model.retention_days is not None else out.empty
+                target.append((model_id, ws))
                 continue
             out.values.append(
                 metric_values(
@@ -198,9 +225,10 @@ def _compute_claimed(
             empty = [k for k in computed.empty if k in held]
             _write_metrics(session=session, values=values)
             slice_rows = [v for v in computed.slices if (v["model_id"], v["window_start"]) in held]
+            retired = set(computed.retired)
             slice_store.replace_slices(
                 session=session,
-                windows=sorted(held),
+                windows=sorted(k for k in held if k not in retired),
                 values=slice_rows,
             )
             if empty:
@@ -368,13 +396,17 @@ def history(
     model: MonitoredModel,
     start: int | None,
     end: int | None,
+    limit: int | None = None,
 ) -> list[history_json.Fragment]:
+    """Stored windows starting in [start, end), oldest first, at most `limit`."""
     where = [WindowMetric.model_id == model.id]
     if start is not None:
         where.append(WindowMetric.window_start >= start)
     if end is not None:
         where.append(WindowMetric.window_start < end)
-    return history_json.read_fragments(session=session, table=WindowMetric, where=where)
+    return history_json.read_fragments(
+        session=session, table=WindowMetric, where=where, limit=limit
+    )
 
 
 def _on_demand(
