@@ -439,7 +439,8 @@ def import_file(
     """Send a file's predictions or actuals through the HTTP API in batches (columns named
     as the JSON fields; segment.<key>, proba.<class>). Safe to re-run. Exits 1 if any
     record was rejected (each is named by file line or Parquet row, and field)."""
-    from app.client import Client, LossmonError
+    from lossmon import Client, LossmonError
+
     from app.importer import records, sender
 
     if kind not in ("predictions", "actuals"):
