@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.alerting import service as alerting_service
+from app.alerting import watched
 from app.config import Settings
 from app.db import session_scope
 from app.notify import delivery
@@ -67,6 +68,7 @@ def compute_and_evaluate(
         settings=settings,
         clock=clock,
         on_written=_mark_monitors,
+        pinned_slices=watched.pinned_slices,
     )
     return TickReport(compute=result, evaluation=evaluate_monitors(factory=factory, clock=clock))
 
@@ -74,7 +76,9 @@ def compute_and_evaluate(
 def deliver_webhooks(
     *, settings: Settings, factory: sessionmaker[Session], clock: Callable[[], float] = time.time
 ) -> delivery.DeliveryReport:
-    return delivery.deliver_due(factory=factory, settings=settings, clock=clock)
+    return delivery.deliver_due(
+        factory=factory, settings=settings, clock=clock, owner=watched.MONITOR_WEBHOOKS
+    )
 
 
 def tick(

@@ -17,11 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import jobs
 from app.config import Settings
+from app.observability import counters
 
 log = logging.getLogger(__name__)
-
-# Last successful run of each job (unix seconds), for /metrics and operators.
-last_run_at: dict[str, float] = {}
 
 
 def _guarded(name: str, job: Callable[..., Any], **kwargs: Any) -> None:
@@ -29,7 +27,7 @@ def _guarded(name: str, job: Callable[..., Any], **kwargs: Any) -> None:
     marked in the database (dirty windows, needs_eval, pending deliveries): nothing is lost."""
     try:
         job(**kwargs)
-        last_run_at[name] = time.time()
+        counters.record_job_run(name, time.time())
     except Exception:
         log.exception("%s job failed; will retry next interval", name)
 

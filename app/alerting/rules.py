@@ -36,7 +36,7 @@ from app.alerting.window_rules import (
     coverage_evaluable,
     coverage_holds,
 )
-from app.api.json_types import Timestamp, TrendWindows
+from app.json_types import Timestamp, TrendWindows
 
 # --------------------------------------------------------------------------- reference
 

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from app.alerting import rules
 from app.alerting.models import Monitor
-from app.windows import dirty, slice_store
+from app.alerting.watched import pinned_slices
+from app.windows import service as window_service
 from app.windows.models import SEGMENT, VERSION, SliceMetric, WindowMetric
 from app.windows.schemas import window_out
 from app.windows.values import row_values
@@ -23,10 +24,6 @@ from app.windows.values import row_values
 MetricRow = WindowMetric | SliceMetric
 MetricTable = type[WindowMetric] | type[SliceMetric]
 Slice = tuple[str, str, str]  # (kind, key, value) as slice_metrics stores it
-
-# Window starts per mark_dirty statement: 3 bound parameters each keeps one statement
-# well under PostgreSQL's 65,535 and SQLite's 32,766 parameters on a long history.
-_MARK_CHUNK = 5000
 
 
 def watched_slice(model_version: str | None, segment: str | None) -> Slice | None:
@@ -192,7 +189,7 @@ def is_pinned(*, session: Session, model_id: str, watched: Slice) -> bool:
     # itself, and a pending duplicate name must surface in the caller's 409 check,
     # not as an IntegrityError from this read.
     with session.no_autoflush:
-        return watched in slice_store.pinned_slices(session=session, model_id=model_id)
+        return watched in pinned_slices(session=session, model_id=model_id)
 
 
 def recompute_history(*, session: Session, model_id: str) -> int:
@@ -204,16 +201,4 @@ def recompute_history(*, session: Session, model_id: str) -> int:
     have no history to judge, e.g. no reference period and no trend. Recomputing them
     once, now that the slice is pinned, gives it its full history.
     """
-    starts = list(
-        session.scalars(
-            select(WindowMetric.window_start)
-            .where(WindowMetric.model_id == model_id)
-            .order_by(WindowMetric.window_start)
-        )
-    )
-    # Ascending chunks keep the sorted lock order mark_dirty relies on.
-    for i in range(0, len(starts), _MARK_CHUNK):
-        dirty.mark_dirty(
-            session=session, model_id=model_id, window_starts=starts[i : i + _MARK_CHUNK]
-        )
-    return len(starts)
+    return window_service.recompute_windows(session, model_id)

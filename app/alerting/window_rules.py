@@ -23,7 +23,7 @@ from app.alerting.rule_base import RuleBase
 
 
 def _integral_float(value: object) -> object:
-    # JSON has one number type: 1.0 is the integer 1 (as app.api.json_types.AsInt).
+    # JSON has one number type: 1.0 is the integer 1 (as app.json_types.AsInt).
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from app.api.errors import BatchValidationError, item_error
+from app.errors import Invalid, item_error
 from app.ingestion import bulk
+from app.ingestion.models import Actual, Prediction
 from app.ingestion.schemas import ActualIn, PredictionIn, as_utc_micros
 from app.registry.models import MonitoredModel
 from app.windows import dirty
@@ -136,7 +138,7 @@ def ingest_predictions(
     else:
         errors = _check_binary_predictions(items)
     if errors:
-        raise BatchValidationError(errors)
+        raise Invalid(errors)
     probabilities_of: dict[str, str | None] = {}
     for item, probs in zip(items, probabilities, strict=True):
         probabilities_of.setdefault(item.prediction_id, probs)
@@ -191,7 +193,7 @@ def _labels(model: MonitoredModel, items: Sequence[ActualIn]) -> list[int]:
             else:
                 labels.append(label)
     if errors:
-        raise BatchValidationError(errors)
+        raise Invalid(errors)
     return labels
 
 
@@ -217,3 +219,11 @@ def ingest_actuals(
     dirty.mark_dirty(session=session, model_id=model.id, window_starts=found.values())
     matched = sum(1 for item in items if item.prediction_id in found)
     return ActualResult(accepted=len(items), matched=matched, pending=len(items) - matched)
+
+
+def has_data(session: Session, model_id: str) -> bool:
+    """Does the model hold any stored prediction or actual? (A registry hook.)"""
+    return bool(
+        session.scalar(select(exists().where(Prediction.model_id == model_id)))
+        or session.scalar(select(exists().where(Actual.model_id == model_id)))
+    )

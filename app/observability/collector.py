@@ -15,9 +15,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import scheduler as scheduler_module
 from app.alerting.models import Alert
 from app.notify.models import WebhookDelivery
+from app.observability import counters
 from app.registry.models import MonitoredModel
 from app.windows.models import WindowMetric
 
@@ -169,7 +169,7 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         scheduler = _scheduler_family()
-        for job, at in sorted(dict(scheduler_module.last_run_at).items()):
+        for job, at in sorted(dict(counters.last_run_at).items()):
             scheduler.add_metric([job], at)
         yield scheduler
 

@@ -34,6 +34,15 @@ ACTUALS = Counter(
 )
 
 
+# Last successful run of each scheduler job (unix seconds), for /metrics and operators.
+# Kept here, not in app.scheduler, so /metrics does not depend on the scheduler.
+last_run_at: dict[str, float] = {}
+
+
+def record_job_run(name: str, at: float) -> None:
+    last_run_at[name] = at
+
+
 def record_predictions(model_id: str, accepted: int, duplicates: int) -> None:
     if accepted:
         PREDICTIONS.labels(model=model_id, result="accepted").inc(accepted)

@@ -16,7 +16,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict, WithJsonSchema
 
-from app.api.json_types import NO_NUL, DescriptionText
+from app.json_types import NO_NUL, DescriptionText
 
 MODEL_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 # At most 99999m, 9999h or 999d: the bound is in the pattern so the schema says it.

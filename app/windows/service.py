@@ -16,8 +16,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
-from sqlalchemy import delete, text, tuple_
+from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -99,8 +100,24 @@ class _Computed:
     empty: list[tuple[str, int]] = field(default_factory=list)  # no predictions any more
 
 
+class PinnedSlices(Protocol):
+    """(kind, key, value) of a model's slices that are always precomputed (those its
+    monitors watch): alerting provides it (app/jobs.py), windows does not import it."""
+
+    def __call__(self, *, session: Session, model_id: str) -> set[tuple[str, str, str]]: ...
+
+
+def no_pinned_slices(*, session: Session, model_id: str) -> set[tuple[str, str, str]]:
+    return set()
+
+
 def _compute_claims(
-    *, session: Session, claims: Sequence[dirty.Claim], now: datetime, top_n: int
+    *,
+    session: Session,
+    claims: Sequence[dirty.Claim],
+    now: datetime,
+    top_n: int,
+    pinned_slices: PinnedSlices,
 ) -> _Computed:
     by_model: dict[str, list[int]] = defaultdict(list)
     for c in claims:
@@ -133,7 +150,7 @@ def _compute_claims(
                     classes=model.classes,
                 )
             )
-        pinned = slice_store.pinned_slices(session=session, model_id=model_id)
+        pinned = pinned_slices(session=session, model_id=model_id)
         out.slices.extend(
             slice_store.slice_values(
                 rows=rows,
@@ -154,11 +171,13 @@ def compute_pass(
     settings: Settings,
     clock: Callable[[], float] = time.time,
     on_written: Callable[[Session, set[str]], None] | None = None,
+    pinned_slices: PinnedSlices = no_pinned_slices,
 ) -> PassResult:
     """Compute every dirty window once. Safe to run in several processes at once.
 
     `on_written(session, model_ids)` runs inside the transaction that writes the new
-    window rows (alerting uses it to flag monitors for evaluation atomically).
+    window rows (alerting uses it to flag monitors for evaluation atomically);
+    `pinned_slices` names the slices precomputed whatever their rank (alerting's).
     """
     started = time.perf_counter()
     result = PassResult()
@@ -180,7 +199,11 @@ def compute_pass(
         now = datetime.fromtimestamp(clock(), UTC)
         with session_scope(read_factory) as session:
             computed = _compute_claims(
-                session=session, claims=claims, now=now, top_n=settings.slice_top_n
+                session=session,
+                claims=claims,
+                now=now,
+                top_n=settings.slice_top_n,
+                pinned_slices=pinned_slices,
             )
         with session_scope(factory) as session:
             held = dirty.lock_own_claims(session=session, token=token, claims=claims)
@@ -224,6 +247,30 @@ def compute_pass(
             result.seconds,
         )
     return result
+
+
+# Window starts per mark_dirty statement: 3 bound parameters each keeps one statement
+# well under PostgreSQL's 65,535 and SQLite's 32,766 parameters on a long history.
+_MARK_CHUNK = 5000
+
+
+def recompute_windows(session: Session, model_id: str) -> int:
+    """Mark every computed window of the model dirty (its slices are recomputed with
+    it); returns how many. Used when what a window means changed: a new clip_eps, a
+    newly watched slice."""
+    starts = list(
+        session.scalars(
+            select(WindowMetric.window_start)
+            .where(WindowMetric.model_id == model_id)
+            .order_by(WindowMetric.window_start)
+        )
+    )
+    # Ascending chunks keep the sorted lock order mark_dirty relies on.
+    for i in range(0, len(starts), _MARK_CHUNK):
+        dirty.mark_dirty(
+            session=session, model_id=model_id, window_starts=starts[i : i + _MARK_CHUNK]
+        )
+    return len(starts)
 
 
 def history(

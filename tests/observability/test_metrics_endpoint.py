@@ -15,7 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
 from app import jobs
-from app import scheduler as scheduler_module
 from app.alerting.models import Alert, Monitor
 from app.auth import service as auth_service
 from app.db import session_scope
@@ -282,10 +281,10 @@ def test_outbox_and_firing_alert_gauges(client: TestClient, db: Db) -> None:
 
 
 def test_scheduler_last_run(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler_module, "last_run_at", {})
+    monkeypatch.setattr(counters, "last_run_at", {})
     assert not series(scrape(client), "lossmon_scheduler_last_success_timestamp_seconds")
-    monkeypatch.setitem(scheduler_module.last_run_at, "compute", 1795168800.5)
-    monkeypatch.setitem(scheduler_module.last_run_at, "deliver", 1795168801.25)
+    monkeypatch.setitem(counters.last_run_at, "compute", 1795168800.5)
+    monkeypatch.setitem(counters.last_run_at, "deliver", 1795168801.25)
     samples = scrape(client)
     name = "lossmon_scheduler_last_success_timestamp_seconds"
     assert value(samples, name, job="compute") == 1795168800.5
