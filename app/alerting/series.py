@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from app.alerting import rules
 from app.alerting.models import Monitor
 from app.alerting.watched import pinned_slices
+from app.windows import history_json, record
 from app.windows import service as window_service
 from app.windows.models import SEGMENT, VERSION, SliceMetric, WindowMetric
-from app.windows.schemas import window_out
-from app.windows.values import row_values
+from app.windows.record import column
 
 MetricRow = WindowMetric | SliceMetric
 MetricTable = type[WindowMetric] | type[SliceMetric]
@@ -70,10 +70,16 @@ def _gate(table: MetricTable, rule: rules.Rule, min_labeled: int) -> list[Column
     # The SQL twin of rules.evaluable() (minus the coverage rule's grace windows, which
     # recent_windows handles): the LIMIT must count only windows the rule is judged on.
     if isinstance(rule, rules.LabelCoverageBelow):
-        return [table.predictions >= min_labeled, table.label_coverage.is_not(None)]
+        return [
+            column(table, "predictions") >= min_labeled,
+            column(table, "label_coverage").is_not(None),
+        ]
     if isinstance(rule, rules.CalibrationGapAbove):
-        return [table.labeled >= min_labeled, table.calibration_gap.is_not(None)]
-    return [table.labeled >= min_labeled, table.log_loss.is_not(None)]
+        return [
+            column(table, "labeled") >= min_labeled,
+            column(table, "calibration_gap").is_not(None),
+        ]
+    return [column(table, "labeled") >= min_labeled, column(table, "log_loss").is_not(None)]
 
 
 def recent_windows(
@@ -93,7 +99,7 @@ def recent_windows(
         if rule.grace_windows:
             grace = session.scalars(
                 _select(table)
-                .where(*where, table.predictions > 0)
+                .where(*where, column(table, "predictions") > 0)
                 .order_by(desc(table.window_start))
                 .limit(rule.grace_windows)
             ).all()
@@ -180,7 +186,7 @@ def point(row: MetricRow) -> rules.WindowPoint:
 def window_payload(row: MetricRow) -> dict[str, Any]:
     """The window exactly as GET .../metrics reports it (with ?model_version= or
     ?segment= for a slice): the webhook's and the alert's `window`."""
-    return window_out(row_values(row)).model_dump(mode="json")
+    return record.alert_payload(history_json.fragment_from_values(record.row_values(row))[1])
 
 
 def is_pinned(*, session: Session, model_id: str, watched: Slice) -> bool:

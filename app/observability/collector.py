@@ -19,39 +19,17 @@ from app.alerting.models import Alert
 from app.notify.models import WebhookDelivery
 from app.observability import counters
 from app.registry.models import MonitoredModel
+from app.windows import record
 from app.windows.models import WindowMetric
 
 log = logging.getLogger(__name__)
 
 OUTBOX_STATUSES = ("pending", "dead")
 
-# (metric name, WindowMetric column, help) for each model's latest window.
+# (metric name, WindowMetric column, help) for each model's latest window: the window
+# record's gauges, and when that window started.
 WINDOW_GAUGES: tuple[tuple[str, str, str], ...] = (
-    ("lossmon_window_log_loss", "log_loss", "Weighted mean log loss of the latest window."),
-    (
-        "lossmon_window_baseline_log_loss",
-        "baseline_log_loss",
-        "Log loss of the naive baseline (entropy of the base rate) in the latest window.",
-    ),
-    ("lossmon_window_skill", "skill", "1 - log_loss / baseline_log_loss of the latest window."),
-    (
-        "lossmon_window_label_coverage",
-        "label_coverage",
-        "Share of the latest window's predictions that have an actual.",
-    ),
-    (
-        "lossmon_window_expected_log_loss",
-        "expected_log_loss",
-        "Log loss the model expects from its own scores (mean score entropy), latest window.",
-    ),
-    (
-        "lossmon_window_calibration_gap",
-        "calibration_gap",
-        "log_loss - expected_log_loss of the latest window (> 0: worse than it expects).",
-    ),
-    ("lossmon_window_ece", "ece", "Expected calibration error (10 bins) of the latest window."),
-    ("lossmon_window_predictions", "predictions", "Predictions in the latest window."),
-    ("lossmon_window_labeled", "labeled", "Predictions with an actual in the latest window."),
+    *record.GAUGES,
     (
         "lossmon_window_start_timestamp_seconds",
         "window_start",
@@ -75,7 +53,7 @@ def latest_windows(session: Session) -> list[dict[str, Any]]:
             WindowMetric.model_id.label("model_id"),
             func.max(WindowMetric.window_start).label("window_start"),
         )
-        .where(WindowMetric.predictions > 0)
+        .where(record.column(WindowMetric, "predictions") > 0)
         .group_by(WindowMetric.model_id)
         .subquery()
     )

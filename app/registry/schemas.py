@@ -78,8 +78,16 @@ class ModelIn(BaseModel):
     classes: Annotated[list[ClassName] | None, WithJsonSchema(_CLASSES_SCHEMA)] = Field(
         default=None, min_length=2, max_length=1000
     )
+    # Accepted and echoed back so existing clients keep working; no metric uses it
+    # (each window's baseline is the entropy of its own base rate).
     reference_base_rate: float | None = Field(
-        default=None, gt=0, lt=1, strict=True, allow_inf_nan=False
+        default=None,
+        gt=0,
+        lt=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="Deprecated: stored and returned, used by no metric.",
+        json_schema_extra={"deprecated": True},
     )
     clip_eps: float = Field(default=1e-15, gt=0, lt=0.5, strict=True, allow_inf_nan=False)
 
