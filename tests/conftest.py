@@ -46,6 +46,7 @@ TABLES = [
     "window_metrics",
     "slice_metrics",
     "dirty_windows",
+    "window_changes",
     "actuals",
     "predictions",
     "models",
@@ -118,6 +119,14 @@ class Db:
     def count(self, table: str) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+    def pending_windows(self) -> int:
+        """Windows waiting for a compute pass: queued in dirty_windows or logged in
+        window_changes and not folded yet."""
+        return self.count(
+            "(SELECT model_id, window_start FROM dirty_windows UNION "
+            "SELECT model_id, window_start FROM window_changes) AS pending"
+        )
 
     def settings_with(self, **overrides: object) -> Settings:
         return load_settings(database_url=self.url, **overrides)

@@ -1,20 +1,23 @@
-"""The dirty-window queue: marking (ingest side) and leasing (compute side).
+"""The dirty-window queue: marking (ingest side), folding and leasing (compute side).
 
-Marks are bulk upserts that bump `generation`. Rows are always touched in sorted key
-order so concurrent transactions take row locks in the same order (no deadlocks).
+Marks are appended to the `window_changes` log: inserts only, so concurrent writers of
+one window never queue on a shared row. Compute passes fold the log into
+`dirty_windows` (bumping `generation`); only they write that table. Its rows are always
+touched in sorted key order so concurrent transactions take row locks in the same order
+(no deadlocks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import CursorResult, Result, and_, delete, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from app.db import is_postgres
-from app.windows.models import DirtyWindow
+from app.windows.models import DirtyWindow, WindowChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,19 +28,54 @@ class Claim:
 
 
 def mark_dirty(*, session: Session, model_id: str, window_starts: Iterable[int]) -> int:
+    """Log that these windows' inputs changed (one row per distinct window); returns how
+    many. Visible to compute passes when the caller's transaction commits."""
     starts = sorted({int(w) for w in window_starts})
-    if not starts:
-        return 0
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
-    stmt = insert(DirtyWindow).values(
-        [{"model_id": model_id, "window_start": w, "generation": 1} for w in starts]
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[DirtyWindow.model_id, DirtyWindow.window_start],
-        set_={"generation": DirtyWindow.generation + 1},
-    )
-    session.execute(stmt)
+    if starts:
+        session.execute(
+            insert(WindowChange), [{"model_id": model_id, "window_start": w} for w in starts]
+        )
     return len(starts)
+
+
+# PostgreSQL: one statement. A change row committed after the DELETE's snapshot stays in
+# the log for the next fold; two concurrent folds never move one row twice (the second
+# DELETE waits for the first's row lock and then skips the deleted row).
+_PG_FOLD = """
+WITH moved AS (DELETE FROM window_changes RETURNING model_id, window_start)
+INSERT INTO dirty_windows (model_id, window_start, generation)
+SELECT DISTINCT model_id, window_start, 1 FROM moved ORDER BY model_id, window_start
+ON CONFLICT (model_id, window_start) DO UPDATE SET generation = dirty_windows.generation + 1
+"""
+# SQLite: the caller's BEGIN IMMEDIATE transaction holds the write lock, so nothing lands
+# between the two statements. (`WHERE true` disambiguates the upsert's SELECT.)
+_SQLITE_FOLD = """
+INSERT INTO dirty_windows (model_id, window_start, generation)
+SELECT DISTINCT model_id, window_start, 1 FROM window_changes WHERE true
+ORDER BY model_id, window_start
+ON CONFLICT (model_id, window_start) DO UPDATE SET generation = dirty_windows.generation + 1
+"""
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+def fold(*, session: Session) -> int:
+    """Move the logged changes into `dirty_windows`: a new row at generation 1, or the
+    existing row's generation bumped (so a claim computed from older inputs is retried).
+    Returns the number of windows touched.
+
+    Keep the transaction that calls this short and free of other `dirty_windows` row
+    locks taken in a different order (e.g. lock_own_claims): two sorted lock sequences
+    in one transaction can deadlock against another pass.
+    """
+    if is_postgres(session):
+        return _rowcount(session.execute(text(_PG_FOLD)))
+    touched = _rowcount(session.execute(text(_SQLITE_FOLD)))
+    if touched:
+        session.execute(delete(WindowChange))
+    return touched
 
 
 def claim(*, session: Session, token: str, now_us: int, lease_us: int, limit: int) -> list[Claim]:

@@ -1,4 +1,5 @@
-"""Dirty-window queue and the computed window metrics (whole model and per slice)."""
+"""Window change log, dirty-window queue and the computed window metrics (whole model and
+per slice)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,30 @@ from app.db import Base
 from app.windows import record
 
 
+class WindowChange(Base):
+    """An append-only log entry: the inputs of (model, window) changed.
+
+    Ingestion inserts one row per distinct window per batch, in the same transaction as
+    the data. Nothing on the write path updates a shared row, so concurrent writers of
+    one window never wait on each other (ARCHITECTURE principle 11). Compute passes fold
+    the log into `dirty_windows` (app.windows.dirty.fold) and delete what they folded.
+    """
+
+    __tablename__ = "window_changes"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    model_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("models.id", ondelete="CASCADE"), nullable=False
+    )
+    window_start: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class DirtyWindow(Base):
     """A (model, window) whose inputs changed since it was last computed.
 
-    Ingestion bumps `generation` in the same transaction as the data it writes. A
+    Only compute passes write it: folding the change log bumps `generation`. A
     compute pass leases the row (claim_token, leased_until), computes, and deletes the
     row only if `generation` is still what it read: a write that lands mid-compute keeps
     the window dirty, so nothing is ever computed from stale inputs and left that way.

@@ -1,7 +1,8 @@
 """Window computation over the database: dirty windows -> window_metrics rows.
 
 A pass (1) sweeps actuals that were written before their prediction was visible,
-(2) repeatedly leases a batch of dirty windows, reads their joined rows in one query
+(2) repeatedly folds the window change log into the dirty queue and leases a batch of
+dirty windows, reads their joined rows in one query
 per model, computes every metric with numpy, and (3) writes the results only for
 claims it still holds, deleting the dirty mark only if no write came in meanwhile.
 Each step is its own short transaction, so ingestion never waits on the math.
@@ -187,6 +188,7 @@ def compute_pass(
     lease_us = int(settings.compute_lease_s * 1e6)
     while True:
         with session_scope(factory) as session:
+            dirty.fold(session=session)
             claims = dirty.claim(
                 session=session,
                 token=token,
@@ -205,6 +207,14 @@ def compute_pass(
                 top_n=settings.slice_top_n,
                 pinned_slices=pinned_slices,
             )
+        # Writes that landed while we computed bump their windows' generation now, so
+        # those windows are retried below rather than settled. Its own short transaction:
+        # folding locks dirty_windows rows in another order than lock_own_claims (see
+        # dirty.fold). A change committed after this fold stays in the log, and the next
+        # fold re-queues its window even if we settle it: nothing is computed from stale
+        # inputs and left that way.
+        with session_scope(factory) as session:
+            dirty.fold(session=session)
         with session_scope(factory) as session:
             held = dirty.lock_own_claims(session=session, token=token, claims=claims)
             values = [v for v in computed.values if (v["model_id"], v["window_start"]) in held]

@@ -161,11 +161,11 @@ def test_slice_watched_after_compute_gets_its_history_outside_the_top_n(
         fr = make_monitor(
             client, receiver, **loss_monitor("fr", segment="country:FR", for_windows=3)
         )
-        assert db.count("dirty_windows") == 3  # the model's whole history, queued
+        assert db.pending_windows() == 3  # the model's whole history, queued
         tick(db, settings)
 
         assert _own_rows(db, "FR") == [T0, T0 + HOUR, T0 + 2 * HOUR]
-        assert db.count("dirty_windows") == 0
+        assert db.pending_windows() == 0
         (payload,) = fired(receiver, fr["_secret"])
         start = _ts(T0 + 2 * HOUR)
         assert payload["window"]["start"] == start
@@ -216,7 +216,7 @@ def test_watching_a_new_slice_queues_the_models_history(ctr_env: Any, receiver: 
     for w in range(4):
         post_slice(client, w, GOOD, n=20, country="DE", version="v1")
     tick(db, settings)
-    assert db.count("dirty_windows") == 0
+    assert db.pending_windows() == 0
     url = "/v1/models/ctr/monitors"
 
     def create(name: str, **slice_: Any) -> str:
@@ -224,23 +224,23 @@ def test_watching_a_new_slice_queues_the_models_history(ctr_env: Any, receiver: 
 
     def settle() -> None:
         tick(db, settings)
-        assert db.count("dirty_windows") == 0
+        assert db.pending_windows() == 0
 
     create("whole")
-    assert db.count("dirty_windows") == 0  # the whole model needs no slice
+    assert db.pending_windows() == 0  # the whole model needs no slice
     de = create("de", segment="country:DE")
-    assert db.count("dirty_windows") == 4  # every computed window of the model
+    assert db.pending_windows() == 4  # every computed window of the model
     settle()
     create("de-too", segment="country:DE")
-    assert db.count("dirty_windows") == 0  # already watched, so already precomputed
+    assert db.pending_windows() == 0  # already watched, so already precomputed
     client.put(f"{url}/{de}", json={"name": "de-renamed", "segment": "country:DE"})
-    assert db.count("dirty_windows") == 0  # slice unchanged
+    assert db.pending_windows() == 0  # slice unchanged
     client.put(f"{url}/{de}", json={"model_version": "v1"})
-    assert db.count("dirty_windows") == 4  # a new slice
+    assert db.pending_windows() == 4  # a new slice
     settle()
     client.put(f"{url}/{de}", json={"model_version": None})
-    assert db.count("dirty_windows") == 0  # back to the whole model
+    assert db.pending_windows() == 0  # back to the whole model
     # A refused update queues nothing either.
     dup = client.put(f"{url}/{de}", json={"name": "whole", "segment": "country:FR"})
     assert dup.status_code == 409
-    assert db.count("dirty_windows") == 0
+    assert db.pending_windows() == 0

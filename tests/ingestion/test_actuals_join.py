@@ -71,7 +71,7 @@ def test_late_actuals_update_only_their_windows(
     assert out == {"accepted": len(early), "matched": len(early), "pending": 0}
     res = compute(db)
     assert res.computed == 2
-    assert db.count("dirty_windows") == 0
+    assert db.pending_windows() == 0
     known = {r.pid for r in early}
     now = assert_api_matches(
         client, m, [r if r.pid in known else replace(r, label=None) for r in rows]
@@ -123,7 +123,7 @@ def test_actuals_before_predictions_are_pending_then_joined(
     post_predictions(client, m, rest)
     compute(db)
     assert_api_matches(client, m, rows)
-    assert db.count("dirty_windows") == 0
+    assert db.pending_windows() == 0
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM actuals WHERE pending")).scalar_one() == 0
 
@@ -278,10 +278,10 @@ def test_pending_sweep_joins_actual_stored_before_its_prediction(
 
     # The actual is stored as pending (its prediction is not visible yet) ...
     assert post_actuals(client, m, [late]) == {"accepted": 1, "matched": 0, "pending": 1}
-    assert db.count("dirty_windows") == 0
+    assert db.pending_windows() == 0
     # ... and the prediction lands without a dirty mark of its own.
     _insert_prediction_unmarked(db, m, late)
-    assert db.count("dirty_windows") == 0
+    assert db.pending_windows() == 0
 
     res = compute(db)
     assert res.swept_windows == 1
@@ -322,7 +322,7 @@ def test_pending_sweep_after_window_computed_without_the_label(client: TestClien
             ),
             received_us=r0.ts * 1_000_000,
         )
-    assert db.count("dirty_windows") == 0
+    assert db.pending_windows() == 0
     res = compute(db)
     assert (res.swept_windows, res.computed) == (1, 1)
     assert_api_matches(client, m, rows)

@@ -23,7 +23,7 @@ def _pred(pid: str, score: float = 0.5, **extra: Any) -> dict[str, Any]:
 
 
 def _stored(db: Db) -> tuple[int, int, int]:
-    return db.count("predictions"), db.count("actuals"), db.count("dirty_windows")
+    return db.count("predictions"), db.count("actuals"), db.pending_windows()
 
 
 def test_predictions_are_idempotent_first_write_wins(

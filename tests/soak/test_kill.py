@@ -312,7 +312,12 @@ def _check_windows(db: Db) -> dict[str, Any]:
                 {"m": MODEL},
             ).all()
         }
-        dirty = conn.execute(text("SELECT count(*) FROM dirty_windows")).scalar_one()
+        dirty = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM dirty_windows)"
+                " + (SELECT count(*) FROM window_changes)"
+            )
+        ).scalar_one()
     expected = {ws: (n, labeled.get(ws, 0)) for ws, n in per_window.items()}
     mismatched = sorted(
         ws for ws in set(expected) | set(metrics) if expected.get(ws) != metrics.get(ws)

@@ -289,6 +289,7 @@ def test_two_apis_two_workers_behave_as_one(
                 busy = conn.execute(
                     text(
                         "SELECT (SELECT count(*) FROM dirty_windows)"
+                        " + (SELECT count(*) FROM window_changes)"
                         " + (SELECT count(*) FROM monitors WHERE needs_eval)"
                         " + (SELECT count(*) FROM webhook_deliveries"
                         "    WHERE status <> 'delivered')"
