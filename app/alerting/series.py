@@ -67,19 +67,14 @@ def _select(table: MetricTable) -> Select[MetricRow]:
 
 
 def _gate(table: MetricTable, rule: rules.Rule, min_labeled: int) -> list[ColumnElement[bool]]:
-    # The SQL twin of rules.evaluable() (minus the coverage rule's grace windows, which
-    # recent_windows handles): the LIMIT must count only windows the rule is judged on.
-    if isinstance(rule, rules.LabelCoverageBelow):
-        return [
-            column(table, "predictions") >= min_labeled,
-            column(table, "label_coverage").is_not(None),
-        ]
-    if isinstance(rule, rules.CalibrationGapAbove):
-        return [
-            column(table, "labeled") >= min_labeled,
-            column(table, "calibration_gap").is_not(None),
-        ]
-    return [column(table, "labeled") >= min_labeled, column(table, "log_loss").is_not(None)]
+    # rules.evaluable() in SQL, from the same two names of the rule's spec (minus the
+    # grace windows, which recent_windows handles): the LIMIT must count only windows
+    # the rule is judged on.
+    spec = rules.spec_of(rule)
+    return [
+        column(table, spec.size_field) >= min_labeled,
+        column(table, spec.metric).is_not(None),
+    ]
 
 
 def recent_windows(
@@ -94,19 +89,19 @@ def recent_windows(
     table, where = _source(monitor, value)
     rows: list[MetricRow] = []
     count = rules.lookback(rule, monitor.for_windows)
-    if isinstance(rule, rules.LabelCoverageBelow):
-        count = monitor.for_windows
-        if rule.grace_windows:
-            grace = session.scalars(
-                _select(table)
-                .where(*where, column(table, "predictions") > 0)
-                .order_by(desc(table.window_start))
-                .limit(rule.grace_windows)
-            ).all()
-            rows.extend(grace)
-            if len(grace) < rule.grace_windows:
-                return sorted(rows, key=lambda r: r.window_start)  # all still in grace
-            where = [*where, table.window_start < grace[-1].window_start]
+    grace_windows = rules.spec_of(rule).grace(rule)
+    if grace_windows:
+        count -= grace_windows  # the lookback counts them; they are read here
+        grace = session.scalars(
+            _select(table)
+            .where(*where, column(table, "predictions") > 0)
+            .order_by(desc(table.window_start))
+            .limit(grace_windows)
+        ).all()
+        rows.extend(grace)
+        if len(grace) < grace_windows:
+            return sorted(rows, key=lambda r: r.window_start)  # all still in grace
+        where = [*where, table.window_start < grace[-1].window_start]
     rows.extend(
         session.scalars(
             _select(table)
@@ -121,10 +116,11 @@ def recent_windows(
 def reference(
     *, session: Session, monitor: Monitor, rule: rules.Rule, value: str | None = None
 ) -> rules.Reference | None:
-    """The pooled reference period of a relative rule, from the same slice it watches."""
-    if not isinstance(rule, rules.RelativeToReference):
+    """The pooled reference period of a rule that has one (its spec says), from the
+    same slice it watches."""
+    if not rules.spec_of(rule).uses_reference:
         return None
-    start, end = rules.reference_range(rule)
+    start, end = rules.reference_range(cast(rules.ReferencePeriod, rule))
     table, where = _source(monitor, value)
     rows = session.scalars(
         _select(table).where(*where, table.window_start >= start, table.window_start < end)
@@ -169,18 +165,7 @@ def fanout_values(*, session: Session, monitor: Monitor, rule: rules.Rule) -> li
 
 
 def point(row: MetricRow) -> rules.WindowPoint:
-    return rules.WindowPoint(
-        window_start=row.window_start,
-        labeled=row.labeled,
-        weight_sum=row.weight_sum,
-        log_loss=row.log_loss,
-        log_loss_stderr=row.log_loss_stderr,
-        skill=row.skill,
-        baseline_log_loss=row.baseline_log_loss,
-        predictions=row.predictions,
-        label_coverage=row.label_coverage,
-        calibration_gap=row.calibration_gap,
-    )
+    return rules.point_of(row.window_start, row)
 
 
 def window_payload(row: MetricRow) -> dict[str, Any]:

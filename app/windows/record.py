@@ -218,9 +218,9 @@ def column_mixin() -> type[Any]:
     """The metric columns shared by window_metrics and slice_metrics (a declarative
     mixin built from FIELDS; the migrations must create the same columns)."""
     attrs: dict[str, Any] = {
-        "window_end": mapped_column(BigInteger),
+        "window_end": mapped_column(BigInteger, nullable=False),
         **{f.name: mapped_column(f.column, nullable=f.nullable) for f in FIELDS},
-        "computed_at": mapped_column(UTCDateTime()),
+        "computed_at": mapped_column(UTCDateTime(), nullable=False),
     }
     return type("MetricColumns", (), attrs)
 
