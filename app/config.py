@@ -54,6 +54,12 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(default=10, ge=1)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    # API.md "Time bounds and faults": request work waits at most this long for a lock,
+    # a busy SQLite file or a pooled connection, then answers 503 + Retry-After.
+    # Scheduler jobs are not bound by it (their statements may run longer).
+    db_lock_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # Prediction/actual timestamps may lie at most this far ahead of the server's clock.
+    max_future_s: float = Field(default=86_400.0, ge=0)
 
     # Webhooks (alerting). Private/loopback targets are refused unless allowed.
     webhook_allow_private: bool = False

@@ -3,12 +3,21 @@
 Engines are built by create_engine_for(settings), never at import time. SQLite gets
 WAL + a busy timeout so the API and a worker can share one file; PostgreSQL gets a
 pre-pinged pool so a restarted server is reconnected to without restarting us.
+
+The API's engine is built with `for_requests=True`: every wait on a lock, a busy SQLite
+file or the pool is bounded by LOSSMON_DB_LOCK_TIMEOUT_S (API.md "Time bounds and
+faults"), and shortened to what is left of the request's deadline when the request
+already waited (e.g. for the SQLite write gate). Jobs use an engine without these
+bounds: a compute pass may legitimately wait or run longer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,46 +60,114 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Take transaction control away from the sqlite3 module (it would BEGIN
-    # DEFERRED lazily); _sqlite_begin issues BEGIN IMMEDIATE instead, so two
-    # writers queue on busy_timeout rather than failing on a read->write upgrade.
-    dbapi_connection.isolation_level = None
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+# Set per request by app/api/write_gate.py: the time.monotonic() by which the request's
+# database work must have got its locks. Contextvars follow the request into the
+# threadpool, so the engine hooks below see it.
+request_deadline: ContextVar[float | None] = ContextVar("lossmon_request_deadline", default=None)
+
+# Jobs wait this long on a busy SQLite file (a request holds the lock for milliseconds).
+JOB_BUSY_TIMEOUT_MS = 30_000
+# Read-only request statements (history over many windows, on-demand slices) may run
+# longer than the lock bound; their lock waits stay bounded by lock_timeout.
+READ_STATEMENT_TIMEOUT_MS = 30_000
+# A PostgreSQL transaction re-sets its timeouts only when the request's deadline cut
+# them by more than this (the common case costs no extra round trip).
+_DEADLINE_SLACK_MS = 50
 
 
-def _sqlite_begin(conn: Any) -> None:
-    # Readers (history, compute's big read) take a WAL snapshot without the write lock.
-    readonly = conn.get_execution_options().get("lossmon_readonly", False)
-    conn.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
+def remaining_ms(bound_ms: int) -> int:
+    """What is left of the request's deadline, at most `bound_ms` (no deadline: bound_ms)."""
+    deadline = request_deadline.get()
+    if deadline is None:
+        return bound_ms
+    return max(0, min(bound_ms, int((deadline - time.monotonic()) * 1000)))
 
 
-def create_engine_for(settings: Settings, **kwargs: Any) -> Engine:
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module (it would BEGIN
+        # DEFERRED lazily); _sqlite_begin issues BEGIN IMMEDIATE instead, so two
+        # writers queue on busy_timeout rather than failing on a read->write upgrade.
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
+
+
+def _sqlite_begin(request_bound_ms: int | None) -> Callable[[Any], None]:
+    def on_begin(conn: Any) -> None:
+        # Readers (history, compute's big read) take a WAL snapshot without the write lock.
+        readonly = conn.get_execution_options().get("lossmon_readonly", False)
+        if not readonly and request_bound_ms is not None:
+            # In-process, no network: re-setting it per write transaction costs ~1 us.
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={remaining_ms(request_bound_ms)}")
+        conn.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
+
+    return on_begin
+
+
+def _pg_request_begin(bound_ms: int) -> Callable[[Any], None]:
+    def on_begin(conn: Any) -> None:
+        left = remaining_ms(bound_ms)
+        readonly = conn.get_execution_options().get("lossmon_readonly", False)
+        cut = left < bound_ms - _DEADLINE_SLACK_MS
+        if not cut and not readonly:
+            return  # the connection's own settings (see create_engine_for) apply
+        # 0 would mean "no timeout" to PostgreSQL: a spent deadline still waits 1 ms.
+        # Only lock waits follow the deadline: a statement that got its locks may use
+        # the full statement bound (a big batch after a slow upload is not a fault).
+        lock_ms = max(1, left)
+        statement_ms = READ_STATEMENT_TIMEOUT_MS if readonly else bound_ms
+        # is_local: only for this transaction; the pooled connection keeps its defaults.
+        conn.exec_driver_sql(
+            f"SELECT set_config('lock_timeout', '{lock_ms}', true), "
+            f"set_config('statement_timeout', '{statement_ms}', true)"
+        )
+
+    return on_begin
+
+
+def create_engine_for(settings: Settings, *, for_requests: bool = False, **kwargs: Any) -> Engine:
+    """for_requests=True: the API's engine, every wait bounded by db_lock_timeout_s."""
     url = settings.database_url
+    bound_ms = int(settings.db_lock_timeout_s * 1000)
     if settings.is_sqlite:
+        busy_ms = bound_ms if for_requests else JOB_BUSY_TIMEOUT_MS
+        if for_requests:
+            kwargs.setdefault("pool_timeout", settings.db_lock_timeout_s)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy_ms / 1000},
             **kwargs,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_ms))
+        event.listen(engine, "begin", _sqlite_begin(bound_ms if for_requests else None))
         return engine
-    return create_engine(
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    pool_timeout = settings.db_pool_timeout_s
+    if for_requests:
+        # Server-side bounds set once per connection (no round trip per request).
+        connect_args["options"] = f"-c lock_timeout={bound_ms} -c statement_timeout={bound_ms}"
+        connect_args["connect_timeout"] = max(2, math.ceil(settings.db_lock_timeout_s))
+        pool_timeout = min(pool_timeout, settings.db_lock_timeout_s)
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_timeout=settings.db_pool_timeout_s,
+        pool_timeout=pool_timeout,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5},
+        connect_args=connect_args,
         **kwargs,
     )
+    if for_requests:
+        event.listen(engine, "begin", _pg_request_begin(bound_ms))
+    return engine
 
 
 def make_sessionmaker(engine: Engine, *, readonly: bool = False) -> sessionmaker[Session]:

@@ -16,6 +16,7 @@ from app.alerting import router as alerting_router
 from app.api import health, rate_limit
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
+from app.api.write_gate import RequestDeadlineMiddleware, WriteGate
 from app.compare import router as compare_router
 from app.config import Settings, load_settings
 from app.dashboard import router as dashboard_router
@@ -42,25 +43,31 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine_for(settings)
+        # Request work is bounded by LOSSMON_DB_LOCK_TIMEOUT_S; the scheduler's jobs get
+        # their own engine without that bound (app/db.py).
+        engine = create_engine_for(settings, for_requests=True)
         app.state.engine = engine
         app.state.session_factory = make_sessionmaker(engine)
         app.state.read_session_factory = make_sessionmaker(engine, readonly=True)
         app.state.migration_head = migrate.head_revision()
         scheduler = None
+        job_engine = None
         if run_scheduler:
             from app import scheduler as scheduler_module
 
+            job_engine = create_engine_for(settings)
             scheduler = scheduler_module.start_background(
                 settings=settings,
-                factory=app.state.session_factory,
-                read_factory=app.state.read_session_factory,
+                factory=make_sessionmaker(job_engine),
+                read_factory=make_sessionmaker(job_engine, readonly=True),
             )
         try:
             yield
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
+            if job_engine is not None:
+                job_engine.dispose()
             engine.dispose()
 
     app = FastAPI(
@@ -75,9 +82,12 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         has_data=ingestion_service.has_data, recompute_windows=window_service.recompute_windows
     )
     app.state.rate_limiter = rate_limit.from_settings(settings)
+    app.state.write_gate = WriteGate.from_settings(settings)
     install_error_handlers(app, max_batch_items=settings.max_batch_items)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(PrometheusMiddleware)  # /metrics: counts and times every request
+    # Bounded database waits count from a request's arrival (API.md "Time bounds").
+    app.add_middleware(RequestDeadlineMiddleware, timeout_s=settings.db_lock_timeout_s)
     # Outermost: every log line of a request (ours, uvicorn's) carries its request id,
     # taken from X-Request-ID when the client sends a valid one, and echoed back.
     app.add_middleware(CorrelationIdMiddleware, validator=_acceptable_request_id)

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.errors import ApiError
+from app.api.write_gate import write_slot
 from app.auth import service as auth_service
 from app.config import Settings
 
@@ -20,7 +21,11 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def get_session(
+    request: Request,
+    # Bounded wait before the thread hop (SQLite: one writer; the request's deadline).
+    _slot: Annotated[None, Depends(write_slot, scope="function")],
+) -> Iterator[Session]:
     factory: sessionmaker[Session] = request.app.state.session_factory
     session = factory()
     try:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.write_gate import DatabaseBusy
 from app.errors import Conflict, DomainError, Invalid, NotFound, invalid_query, item_error
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, on_db_unavailable)
     app.add_exception_handler(PoolTimeout, on_db_unavailable)
+    app.add_exception_handler(DatabaseBusy, on_db_unavailable)
     app.add_exception_handler(DBAPIError, _db_error_handler(on_db_unavailable))
     # The bulk paths use the DBAPI cursor directly (app/ingestion/bulk.py,
     # app/windows/reader.py), so driver errors can arrive unwrapped by SQLAlchemy.

@@ -47,7 +47,11 @@ def post_predictions(
     _check_batch(len(batch.predictions), settings.max_batch_items)
     model = model_service.require_model(session=session, model_id=model_id)
     result = service.ingest_predictions(
-        session=session, model=model, items=batch.predictions, now_us=_now_us()
+        session=session,
+        model=model,
+        items=batch.predictions,
+        now_us=_now_us(),
+        max_future_s=settings.max_future_s,
     )
     observability_counters.record_predictions(model.id, result.accepted, result.duplicates)
     return IngestPredictionsOut(accepted=result.accepted, duplicates=result.duplicates)
@@ -66,7 +70,11 @@ def post_actuals(
     _check_batch(len(batch.actuals), settings.max_batch_items)
     model = model_service.require_model(session=session, model_id=model_id)
     result = service.ingest_actuals(
-        session=session, model=model, items=batch.actuals, now_us=_now_us()
+        session=session,
+        model=model,
+        items=batch.actuals,
+        now_us=_now_us(),
+        max_future_s=settings.max_future_s,
     )
     observability_counters.record_actuals(model.id, result.matched, result.pending)
     return IngestActualsOut(

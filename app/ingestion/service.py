@@ -17,7 +17,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from app.errors import Invalid, item_error
-from app.ingestion import bulk
+from app.ingestion import bulk, time_bounds
 from app.ingestion.models import Actual, Prediction
 from app.ingestion.schemas import ActualIn, PredictionIn, as_utc_micros
 from app.registry.models import MonitoredModel
@@ -129,16 +129,32 @@ def _multiclass_probabilities(
     return out, errors
 
 
+def _timestamp_errors(
+    items: Sequence[PredictionIn] | Sequence[ActualIn], *, now_us: int, max_future_s: float
+) -> list[dict[str, Any]]:
+    return time_bounds.out_of_range(
+        [as_utc_micros(t) if (t := item.timestamp) else None for item in items],
+        now_us=now_us,
+        max_future_s=max_future_s,
+    )
+
+
 def ingest_predictions(
-    *, session: Session, model: MonitoredModel, items: Sequence[PredictionIn], now_us: int
+    *,
+    session: Session,
+    model: MonitoredModel,
+    items: Sequence[PredictionIn],
+    now_us: int,
+    max_future_s: float,
 ) -> PredictionResult:
     probabilities: list[str | None] = [None] * len(items)
     if model.task == "multiclass":
         probabilities, errors = _multiclass_probabilities(items, model.classes or [])
     else:
         errors = _check_binary_predictions(items)
+    errors += _timestamp_errors(items, now_us=now_us, max_future_s=max_future_s)
     if errors:
-        raise Invalid(errors)
+        raise Invalid(sorted(errors, key=lambda e: e["index"]))
     probabilities_of: dict[str, str | None] = {}
     for item, probs in zip(items, probabilities, strict=True):
         probabilities_of.setdefault(item.prediction_id, probs)
@@ -198,8 +214,16 @@ def _labels(model: MonitoredModel, items: Sequence[ActualIn]) -> list[int]:
 
 
 def ingest_actuals(
-    *, session: Session, model: MonitoredModel, items: Sequence[ActualIn], now_us: int
+    *,
+    session: Session,
+    model: MonitoredModel,
+    items: Sequence[ActualIn],
+    now_us: int,
+    max_future_s: float,
 ) -> ActualResult:
+    errors = _timestamp_errors(items, now_us=now_us, max_future_s=max_future_s)
+    if errors:
+        raise Invalid(errors)
     labels = _labels(model, items)
 
     last: dict[str, int] = {}

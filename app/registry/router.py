@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from app.api import responses
-from app.api.deps import Admin, Read, SessionDep
+from app.api.deps import Admin, Read, ReadSessionDep, SessionDep
 from app.registry import service
 from app.registry.hooks import HooksDep
 from app.registry.schemas import MODEL_ID_PATTERN, ModelIn, ModelList, ModelOut
@@ -33,12 +33,12 @@ def put_model(model_id: ModelId, body: ModelIn, session: SessionDep, hooks: Hook
 
 
 @router.get("", response_model=ModelList, dependencies=[Read])
-def list_models(session: SessionDep) -> ModelList:
+def list_models(session: ReadSessionDep) -> ModelList:
     return ModelList(models=[service.to_out(m) for m in service.list_models(session=session)])
 
 
 @router.get(
     "/{model_id}", response_model=ModelOut, dependencies=[Read], responses=responses.NOT_FOUND
 )
-def get_model(model_id: ModelId, session: SessionDep) -> ModelOut:
+def get_model(model_id: ModelId, session: ReadSessionDep) -> ModelOut:
     return service.to_out(service.require_model(session=session, model_id=model_id))

@@ -26,7 +26,12 @@ Fragment = tuple[int, str]  # (window start, the window's JSON object)
 
 
 def _iso_seconds(epoch_s: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
+    # Not strftime("%Y"): glibc writes year 5 as "5", and RFC 3339 needs 4 digits.
+    t = time.gmtime(epoch_s)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
+    )
 
 
 def _iso(ts: datetime) -> str:

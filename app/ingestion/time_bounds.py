@@ -1,0 +1,45 @@
+"""Which event timestamps lossmon accepts (API.md "Time bounds and faults").
+
+Prediction and actual timestamps must lie in [1970-01-01T00:00:00Z, now + max_future].
+Outside it, windows would be dated in year 0 or 10000 (not RFC 3339 any more), and one
+prediction dated in 2099 would become the model's "latest window" for decades.
+Pure: the caller passes the clock and the bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from app.errors import item_error
+
+EARLIEST_US = 0  # 1970-01-01T00:00:00Z
+EARLIEST_TEXT = "1970-01-01T00:00:00Z"
+
+
+def _iso_us(ts_us: int) -> str:
+    return datetime.fromtimestamp(ts_us // 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def out_of_range(
+    ts_us: Sequence[int | None], *, now_us: int, max_future_s: float
+) -> list[dict[str, Any]]:
+    """One 422 item (index, field, message) per timestamp outside the accepted range.
+
+    `ts_us[i]` is record i's timestamp in epoch microseconds, None when it sent none
+    (it then gets the time received, always in range)."""
+    latest_us = now_us + int(max_future_s * 1_000_000)
+    errors = []
+    for i, t in enumerate(ts_us):
+        if t is None or EARLIEST_US <= t <= latest_us:
+            continue
+        if t < EARLIEST_US:
+            message = f"timestamp must not be before {EARLIEST_TEXT}"
+        else:
+            message = (
+                f"timestamp must not be more than {max_future_s:g} s after the server's "
+                f"time (latest accepted now: {_iso_us(latest_us)}; LOSSMON_MAX_FUTURE_S)"
+            )
+        errors.append(item_error(i, "timestamp", message))
+    return errors
