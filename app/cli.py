@@ -196,7 +196,17 @@ def serve(
 
 
 @cli.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="serve Prometheus /metrics on this port (default: none)"
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="address for --metrics-port (0.0.0.0 in a container)")
+    ] = "127.0.0.1",
+) -> None:
     """Run only the scheduler (compute passes), for scaling out beside `serve --no-scheduler`."""
     from app import scheduler as scheduler_module
     from app.db import create_engine_for, make_sessionmaker
@@ -205,12 +215,23 @@ def worker() -> None:
     _logging(settings)
     _ensure_schema(settings)
     engine = create_engine_for(settings)
+    read_factory = make_sessionmaker(engine, readonly=True)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from app.observability.registry import worker_registry
+
+        # A daemon thread: scheduler liveness, backlog, outbox depth and age.
+        start_http_server(metrics_port, metrics_host, registry=worker_registry(read_factory))
+        typer.echo(
+            f"lossmon worker: metrics on http://{metrics_host}:{metrics_port}/metrics", err=True
+        )
     typer.echo(f"lossmon worker: compute every {settings.compute_interval_s:g}s", err=True)
     try:
         scheduler_module.run_blocking(
             settings=settings,
             factory=make_sessionmaker(engine),
-            read_factory=make_sessionmaker(engine, readonly=True),
+            read_factory=read_factory,
         )
     except (KeyboardInterrupt, SystemExit):
         pass

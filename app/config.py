@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = Field(default=2.0, gt=0)
     webhook_backoff_max_s: float = Field(default=900.0, gt=0)
     deliver_interval_s: float = Field(default=5.0, gt=0)
+    # Alertmanager forgets an alert that is not re-posted (resolve_timeout, 5 min by
+    # default): a firing alert is re-posted at least this often.
+    alertmanager_resend_s: float = Field(default=60.0, gt=0)
     # Key that encrypts webhook secrets at rest (Fernet, urlsafe base64 of 32 bytes).
     # Unset: read from (or, the first time, create) `secret_key_file`.
     secret_key: str | None = None

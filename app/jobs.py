@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.alerting import resend, watched
 from app.alerting import service as alerting_service
-from app.alerting import watched
 from app.config import Settings
 from app.db import session_scope
 from app.notify import delivery
@@ -76,6 +76,12 @@ def compute_and_evaluate(
 def deliver_webhooks(
     *, settings: Settings, factory: sessionmaker[Session], clock: Callable[[], float] = time.time
 ) -> delivery.DeliveryReport:
+    with session_scope(factory) as session:
+        resend.resend_firing(
+            session=session,
+            resend_s=settings.alertmanager_resend_s,
+            now=datetime.fromtimestamp(clock(), UTC),
+        )
     return delivery.deliver_due(
         factory=factory, settings=settings, clock=clock, owner=watched.MONITOR_WEBHOOKS
     )

@@ -25,11 +25,15 @@ log = logging.getLogger(__name__)
 def _guarded(name: str, job: Callable[..., Any], **kwargs: Any) -> None:
     """A failing job is logged and retried at its next interval. Its work is still
     marked in the database (dirty windows, needs_eval, pending deliveries): nothing is lost."""
+    counters.record_job_start(name, time.time())
+    started = time.perf_counter()
     try:
         job(**kwargs)
         counters.record_job_run(name, time.time())
     except Exception:
         log.exception("%s job failed; will retry next interval", name)
+    finally:
+        counters.record_job_duration(name, time.perf_counter() - started)
 
 
 def _configure(

@@ -20,15 +20,24 @@ Rules: trend (K=6, alpha=0.01); relative_to_reference with the stream's first 24
 as reference, alpha=0.01, max_increase 0.05 and 0; log_loss_above with threshold 1.1 ×
 the healthy model's expected log loss (the same stationary level for every window size).
 
+cusum (k = 0.75 default, and 0.5, 1 for the trade-off) with the same 24-window
+reference; h solved from the default false-alarm budget, 1 alarm per 100 evaluated
+windows (app/alerting/cusum.py says how). Each stream runs the evaluator's state machine
+window by window (rules.transition), so a cusum restarts after each resolved episode as
+in the service.
+
 Measurements:
 * false alarms: stationary streams (τ = 0); each has a 24-window reference period, then
   every later window is evaluated. Rate = share of evaluated windows on which the rule
-  fires (for_windows 1 and 2). Target <= 1% for trend and relative_to_reference.
+  fires (for_windows 1 and 2), and episodes/window = alert episodes started per
+  evaluated window (for_windows 1), which is what the cusum budget bounds: a sequential
+  rule stays above h for a few windows per episode, so its share of firing windows is
+  its episode rate times the episode length. Target <= 1%.
 * detection delay: 24 reference + 6 healthy windows, then degradation from window t0
   (abrupt: +20% at once; gradual: linear ramp +2%, +4%, ... +20% over 10 windows).
   Delay = number of degraded windows seen up to and including the first firing one
   (1 = fired on the first degraded window); undetected after ``HORIZON`` windows counts
-  as not detected. Target <= 3 windows.
+  as not detected. Targets: abrupt >= 90% within 3 windows; gradual median <= 5.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.alerting.rules import (
+    Cusum,
     LogLossAbove,
     Reference,
     RelativeToReference,
@@ -61,6 +71,7 @@ from app.alerting.rules import (
     point_of,
     reference_from,
     reference_range,
+    transition,
 )
 from app.metrics import binary_window_stats
 
@@ -214,11 +225,16 @@ def make_rules(cal: Calibration) -> dict[str, Rule]:
         # Tuned to the same stationary level: 10% above the healthy model's expected
         # log loss (from the calibration sample), independent of window size.
         STATIC: LogLossAbove(threshold=round(1.1 * cal.stationary_log_loss, 4)),
+        # Sequential: h solved from k and the false-alarm budget (default: 1 alarm per
+        # 100 windows). k = 0.75 is the default; 0.5 and 1 show the trade-off.
+        "cusum k=0.75 (default)": Cusum(reference_start=BASE, reference_end=ref_end),
+        "cusum k=0.5": Cusum(reference_start=BASE, reference_end=ref_end, k=0.5),
+        "cusum k=1": Cusum(reference_start=BASE, reference_end=ref_end, k=1.0),
     }
 
 
 def stream_reference(rule: Rule, points: Sequence[WindowPoint]) -> Reference | None:
-    if not isinstance(rule, RelativeToReference):
+    if not isinstance(rule, RelativeToReference | Cusum):
         return None
     first, end = reference_range(rule)
     return reference_from(
@@ -231,16 +247,39 @@ def firing_series(
 ) -> list[bool]:
     """verdict.firing at every window from ``start`` on, as the evaluator would see it:
     only the windows up to the current one, only the ``lookback`` most recent."""
+    return alert_series(rule, points, start, for_windows)[0]
+
+
+def alert_series(
+    rule: Rule, points: Sequence[WindowPoint], start: int, for_windows: int
+) -> tuple[list[bool], int]:
+    """(verdict.firing at every window from ``start`` on, alert episodes started).
+
+    Runs the evaluator's state machine (rules.transition) window by window, so a cusum
+    restarts after each resolved episode exactly as in the service (``origin``)."""
     reference = stream_reference(rule, points)
     need = lookback(rule, for_windows)
     out = []
+    firing = False
+    onsets = 0
+    origin: int | None = None
     for t in range(start, len(points)):
         recent = points[max(0, t + 1 - need) : t + 1]
         verdict = evaluate(
-            rule, recent, for_windows=for_windows, min_labeled=MIN_LABELED, reference=reference
+            rule,
+            recent,
+            for_windows=for_windows,
+            min_labeled=MIN_LABELED,
+            reference=reference,
+            origin=origin,
         )
+        action = transition(firing, verdict)
+        if action == "fire":
+            firing, onsets = True, onsets + 1
+        elif action == "resolve":
+            firing, origin = False, points[t].window_start
         out.append(verdict.firing)
-    return out
+    return out, onsets
 
 
 # --------------------------------------------------------------------------- measurements
@@ -263,6 +302,7 @@ def false_alarms(
     rows: list[dict[str, object]] = []
     for size_index, (labels, streams, evaluated) in enumerate(sizes):
         counts = {(name, fw): 0 for name in rules for fw in FOR_WINDOWS}
+        episodes = {(name, fw): 0 for name in rules for fw in FOR_WINDOWS}
         total = 0
         losses: list[float] = []
         stderrs: list[float] = []
@@ -274,7 +314,9 @@ def false_alarms(
             stderrs += [p.log_loss_stderr for p in points if p.log_loss_stderr is not None]
             for name, rule in rules.items():
                 for fw in FOR_WINDOWS:
-                    counts[name, fw] += sum(firing_series(rule, points, REFERENCE_WINDOWS, fw))
+                    fired, onsets = alert_series(rule, points, REFERENCE_WINDOWS, fw)
+                    counts[name, fw] += sum(fired)
+                    episodes[name, fw] += onsets
         for name in rules:
             row: dict[str, object] = {
                 "rule": name,
@@ -289,6 +331,8 @@ def false_alarms(
                 row[f"for{fw}_firing"] = k
                 row[f"for{fw}_rate"] = k / total
                 row[f"for{fw}_rate_upper95"] = wilson_upper(k, total)
+                row[f"for{fw}_episodes"] = episodes[name, fw]
+                row[f"for{fw}_episode_rate"] = episodes[name, fw] / total
             rows.append(row)
     return rows
 
@@ -430,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "for=1",
                 "for=1 95% up",
                 "for=2",
+                "episodes/window (for=1)",
                 "target",
             ],
             [
@@ -441,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{pct(float(str(r['for1_rate'])))} ({r['for1_firing']})",
                     pct(float(str(r["for1_rate_upper95"]))),
                     f"{pct(float(str(r['for2_rate'])))} ({r['for2_firing']})",
+                    f"{pct(float(str(r['for1_episode_rate'])))} ({r['for1_episodes']})",
                     "<= 1%" if r["rule"] != STATIC else "-",
                 ]
                 for r in fa_rows

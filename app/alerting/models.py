@@ -35,6 +35,12 @@ class Monitor(Base):
     webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Encrypted at rest (app.notify.secrets); never returned by the API.
     webhook_secret_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # How alerts reach webhook_url (app.notify.formats): standard | slack | pagerduty |
+    # alertmanager; severity as PagerDuty and Alertmanager receive it.
+    webhook_format: Mapped[str] = mapped_column(String(16), server_default="standard")
+    severity: Mapped[str] = mapped_column(String(16), server_default="warning")
+    # PagerDuty Events API routing key, encrypted at rest like the webhook secret.
+    routing_key_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Set when a receiver answered 410 Gone: no more deliveries until the URL changes.
     webhook_disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean)

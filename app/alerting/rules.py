@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import Field, TypeAdapter, model_validator
 
 # Re-exported: callers and tests know the points and every rule type from here.
+from app.alerting.cusum import Cusum as Cusum
+from app.alerting.cusum import cusum_holds, cusum_lookback
 from app.alerting.points import WindowPoint as WindowPoint
 from app.alerting.points import point_of as point_of
 from app.alerting.rule_base import RuleBase
@@ -184,7 +186,8 @@ Rule = Annotated[
     | Trend
     | RelativeToReference
     | CalibrationGapAbove
-    | LabelCoverageBelow,
+    | LabelCoverageBelow
+    | Cusum,
     Field(discriminator="type"),
 ]
 
@@ -296,17 +299,22 @@ def trend_test(log_losses: Sequence[float], stderrs: Sequence[float]) -> TrendFi
 
 
 def holds(
-    rule: Rule, history: Sequence[WindowPoint], *, reference: Reference | None = None
+    rule: Rule,
+    history: Sequence[WindowPoint],
+    *,
+    reference: Reference | None = None,
+    origin: int | None = None,
 ) -> bool | None:
     """Does the rule's condition hold at the last point of ``history``?
 
     ``history`` is the evaluated windows (already filtered by the caller to those with
     enough labels), oldest first. None means "cannot be judged": a missing metric, too
-    little history for a trend, or no reference for a relative rule.
+    little history for a trend, or no reference for a relative rule. ``origin``: the
+    window that resolved the series' last episode (a cusum restarts after it).
     """
     if not history:
         return None
-    return spec_of(rule).holds(rule, history, Context(reference=reference))
+    return spec_of(rule).holds(rule, history, Context(reference=reference, origin=origin))
 
 
 def pooled_stderrs(stderrs: Sequence[float], labeled: Sequence[int]) -> list[float] | None:
@@ -412,6 +420,7 @@ def evaluate(
     for_windows: int,
     min_labeled: int,
     reference: Reference | None = None,
+    origin: int | None = None,
 ) -> Verdict:
     """Judge a model's recent windows (oldest first, unfiltered).
 
@@ -430,7 +439,7 @@ def evaluate(
     n = len(evaluated)
     # Only the last for_windows judgements matter, each on the history up to its point.
     judged = [
-        holds(rule, evaluated[: i + 1], reference=reference)
+        holds(rule, evaluated[: i + 1], reference=reference, origin=origin)
         for i in range(max(0, n - for_windows), n)
     ]
     firing = len(judged) >= for_windows and all(h is True for h in judged)
@@ -471,7 +480,9 @@ def lookback(rule: Rule, for_windows: int) -> int:
 class Context:
     """What a rule may need beyond the windows it judges."""
 
-    reference: Reference | None = None  # the pooled reference period (see RuleSpec.reference)
+    reference: Reference | None = None  # the pooled reference period (uses_reference)
+    # Start of the window that resolved the series' last episode (a cusum restarts there).
+    origin: int | None = None
 
 
 def gated(
@@ -514,6 +525,10 @@ class RuleSpec:
     uses_reference: bool = False
 
     @property
+    def has_grace(self) -> bool:
+        return self.grace is not _no_grace
+
+    @property
     def type(self) -> str:
         default: str = self.body.model_fields["type"].default
         return default
@@ -521,7 +536,7 @@ class RuleSpec:
     def evaluable(
         self, rule: Any, points: Sequence[WindowPoint], min_size: int
     ) -> list[WindowPoint]:
-        if self.grace is _no_grace:
+        if not self.has_grace:
             return gated(points, min_size, self.size_field, self.metric)
         # The grace period is counted in windows that have predictions, whatever their
         # size: it stands for the time labels need to arrive. Points need not come sorted.
@@ -570,6 +585,18 @@ SPECS: tuple[RuleSpec, ...] = (
         # evaluate() must see the grace windows after the judged ones to skip them.
         lookback=lambda rule, for_windows: for_windows + rule.grace_windows,
         grace=lambda rule: rule.grace_windows,
+    ),
+    RuleSpec(
+        Cusum,
+        lambda rule, history, ctx: cusum_holds(
+            rule,
+            history,
+            ref_log_loss=ctx.reference.log_loss if ctx.reference else None,
+            ref_stderr=ctx.reference.stderr if ctx.reference else None,
+            origin=ctx.origin,
+        ),
+        lookback=lambda rule, for_windows: cusum_lookback(for_windows),
+        uses_reference=True,
     ),
 )
 _BY_TYPE: dict[str, RuleSpec] = {spec.type: spec for spec in SPECS}

@@ -18,6 +18,7 @@ from pydantic import (
 
 from app.alerting.rules import Rule
 from app.json_types import NameText, PositiveInt, VersionText, WindowCount
+from app.notify.formats import DEFAULT_SEVERITY, Severity, WebhookFormat
 
 WebhookUrl = Annotated[
     AnyHttpUrl,
@@ -92,6 +93,29 @@ def _check_one_slice(value: str | None, info: ValidationInfo) -> str | None:
     return value
 
 
+_FORMAT_DESCRIPTION = (
+    "How alerts reach webhook_url: standard (the signed lossmon payload), slack (an "
+    "incoming-webhook message: text and blocks), pagerduty (Events API v2 trigger/resolve, "
+    "dedup_key = the alert id; needs routing_key; webhook_url defaults to PagerDuty's "
+    "events endpoint), alertmanager (webhook_url is an Alertmanager base URL; alerts are "
+    "POSTed to /api/v2/alerts and re-posted while firing)."
+)
+_ROUTING_KEY_DESCRIPTION = (
+    "PagerDuty Events API v2 integration (routing) key; required with webhook_format "
+    "pagerduty. Stored encrypted, never returned."
+)
+_SEVERITY_DESCRIPTION = (
+    "Severity sent to PagerDuty (payload.severity) and Alertmanager (label severity)."
+)
+RoutingKeyText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+
+
+def _needs_routing_key(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None and info.data.get("webhook_format") == "pagerduty":
+        raise ValueError("routing_key is required with webhook_format pagerduty")
+    return value
+
+
 class MonitorIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_at_most_one_slice)
 
@@ -116,8 +140,14 @@ class MonitorIn(BaseModel):
     model_version: VersionText | None = Field(default=None, description=_VERSION_DESCRIPTION)
     segment: SegmentText | None = Field(default=None, description=_SEGMENT_DESCRIPTION)
     segment_key: SegmentKeyText | None = Field(default=None, description=_SEGMENT_KEY_DESCRIPTION)
+    webhook_format: WebhookFormat = Field(default="standard", description=_FORMAT_DESCRIPTION)
+    routing_key: RoutingKeyText | None = Field(
+        default=None, validate_default=True, description=_ROUTING_KEY_DESCRIPTION
+    )
+    severity: Severity = Field(default=DEFAULT_SEVERITY, description=_SEVERITY_DESCRIPTION)
 
     _one_slice = field_validator("segment", "segment_key")(_check_one_slice)
+    _routing_key = field_validator("routing_key")(_needs_routing_key)
 
 
 class MonitorUpdate(BaseModel):
@@ -149,6 +179,9 @@ class MonitorUpdate(BaseModel):
         default=None,
         description=_SEGMENT_KEY_DESCRIPTION + " Setting it clears the others; null: whole model.",
     )
+    webhook_format: WebhookFormat | None = Field(default=None, description=_FORMAT_DESCRIPTION)
+    routing_key: RoutingKeyText | None = Field(default=None, description=_ROUTING_KEY_DESCRIPTION)
+    severity: Severity | None = Field(default=None, description=_SEVERITY_DESCRIPTION)
 
     _one_slice = field_validator("segment", "segment_key")(_check_one_slice)
 
@@ -167,6 +200,9 @@ class MonitorOut(BaseModel):
         description="the segment key a fan-out monitor evaluates per value, if any"
     )
     webhook_url: str | None
+    webhook_format: str = Field(description="standard | slack | pagerduty | alertmanager")
+    severity: str
+    has_routing_key: bool
     has_webhook_secret: bool
     webhook_disabled_at: datetime | None = Field(
         description="set when the receiver answered 410 Gone; update webhook_url to re-enable"

@@ -8,13 +8,14 @@ rules see the same :class:`WindowPoint` either way.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, desc, select
+from sqlalchemy import ColumnElement, Select, desc, or_, select
 from sqlalchemy.orm import Session
 
 from app.alerting import rules
-from app.alerting.models import Monitor
+from app.alerting.models import Alert, Monitor
 from app.alerting.watched import pinned_slices
 from app.windows import history_json, record
 from app.windows import service as window_service
@@ -116,8 +117,8 @@ def recent_windows(
 def reference(
     *, session: Session, monitor: Monitor, rule: rules.Rule, value: str | None = None
 ) -> rules.Reference | None:
-    """The pooled reference period of a rule that has one (its spec says), from the
-    same slice it watches."""
+    """The pooled reference period of a rule that has one (its spec says: relative,
+    cusum), from the same slice it watches."""
     if not rules.spec_of(rule).uses_reference:
         return None
     start, end = rules.reference_range(cast(rules.ReferencePeriod, rule))
@@ -193,3 +194,84 @@ def recompute_history(*, session: Session, model_id: str) -> int:
     once, now that the slice is pinned, gives it its full history.
     """
     return window_service.recompute_windows(session, model_id)
+
+
+# Windows judged in one evaluation of one series, at most: after a long outage the
+# newest ones (older ones are still part of the judged windows' history).
+MAX_JUDGED = 200
+# Windows loaded between the oldest judged one and the newest, at most.
+_MAX_CONTEXT = 2000
+
+
+def judge_windows(
+    *,
+    session: Session,
+    monitor: Monitor,
+    rule: rules.Rule,
+    value: str | None,
+    after: int | None,
+    changed_since: datetime | None,
+) -> tuple[list[MetricRow], list[int]]:
+    """The evaluable windows to judge now, in order, and the history they need.
+
+    Judged: every evaluable window newer than ``after`` (the series' last judged
+    window) and every evaluable window (re)computed since ``changed_since`` (the last
+    evaluation): a window whose late labels arrived after newer ones were judged is
+    judged in its place. Returns (rows oldest first, judged window starts ascending);
+    the rows hold, before the oldest judged window, the lookback its judgement needs.
+    A series never judged before (after is None) judges only its newest window:
+    a new monitor does not replay the whole history.
+    """
+    if after is None or rules.spec_of(rule).has_grace:
+        # Grace windows (the coverage rule's) are counted from the newest window, so
+        # such a rule is always judged there.
+        rows = recent_windows(session=session, monitor=monitor, rule=rule, value=value)
+        gated = rules.evaluable([point(r) for r in rows], monitor.min_labeled, rule)
+        return rows, ([gated[-1].window_start] if gated else [])
+    table, where = _source(monitor, value)
+    gate = _gate(table, rule, monitor.min_labeled)
+    fresh: ColumnElement[bool] = table.window_start > after
+    if changed_since is not None:
+        fresh = or_(fresh, table.computed_at >= changed_since)
+    judged = sorted(
+        session.scalars(
+            select(table.window_start)
+            .where(*where, *gate, fresh)
+            .order_by(desc(table.window_start))
+            .limit(MAX_JUDGED)
+        )
+    )
+    if not judged:
+        return [], []
+    first = judged[0]
+    before = session.scalars(
+        _select(table)
+        .where(*where, *gate, table.window_start < first)
+        .order_by(desc(table.window_start))
+        .limit(max(0, rules.lookback(rule, monitor.for_windows) - 1))
+    ).all()
+    since_first = session.scalars(
+        _select(table)
+        .where(*where, *gate, table.window_start >= first)
+        .order_by(desc(table.window_start))
+        .limit(_MAX_CONTEXT)
+    ).all()
+    rows = sorted([*before, *since_first], key=lambda r: r.window_start)
+    loaded = {r.window_start for r in since_first}
+    return rows, [s for s in judged if s in loaded]
+
+
+def restart_origin(*, session: Session, monitor: Monitor, segment: str | None) -> int | None:
+    """Start of the window that resolved the series' last alert episode (None: none).
+
+    A cusum restarts there, and windows at or before it that are judged late cannot
+    open a new episode: they were part of the one already decided."""
+    where = [Alert.monitor_id == monitor.id, Alert.state == "resolved"]
+    where.append(Alert.segment.is_(None) if segment is None else Alert.segment == segment)
+    window = session.scalars(
+        select(Alert.resolved_window).where(*where).order_by(desc(Alert.resolved_at)).limit(1)
+    ).first()
+    start = (window or {}).get("start")
+    if not isinstance(start, str):
+        return None
+    return int(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp())

@@ -24,7 +24,7 @@ from app.alerting.models import Alert, Monitor, MonitorSegmentState
 from app.alerting.schemas import MonitorIn, MonitorUpdate
 from app.config import Settings
 from app.errors import Conflict, Invalid, NotFound, item_error
-from app.notify import outbox, secrets, signing, ssrf
+from app.notify import formats, outbox, secrets, signing, ssrf
 from app.notify.models import WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,12 @@ def create_monitor(
 ) -> tuple[Monitor, str | None]:
     """Returns the monitor and its webhook secret in clear (shown once)."""
     url = str(body.webhook_url) if body.webhook_url else None
+    if url is None and body.webhook_format == "pagerduty":
+        url = formats.PAGERDUTY_EVENTS_URL
     _check_webhook(url, settings)
-    secret = body.webhook_secret or (signing.generate_secret() if url else None)
+    # Only the standard format is signed; the others' receivers verify nothing.
+    signed = body.webhook_format == "standard"
+    secret = body.webhook_secret or (signing.generate_secret() if url and signed else None)
     cipher = secrets.load_cipher(settings)
     backfill = _needs_backfill(
         session, model_id, None, series.watched_slice(body.model_version, body.segment)
@@ -78,6 +82,9 @@ def create_monitor(
         for_windows=body.for_windows,
         webhook_url=url,
         webhook_secret_enc=secrets.encrypt(cipher, secret) if secret else None,
+        webhook_format=body.webhook_format,
+        severity=body.severity,
+        routing_key_enc=secrets.encrypt(cipher, body.routing_key) if body.routing_key else None,
         webhook_disabled_at=None,
         enabled=body.enabled,
         state="pending",
@@ -166,6 +173,30 @@ def update_monitor(
         monitor.webhook_secret_enc = secrets.encrypt(
             secrets.load_cipher(settings), body.webhook_secret
         )
+    if "routing_key" in given and body.routing_key:
+        monitor.routing_key_enc = secrets.encrypt(secrets.load_cipher(settings), body.routing_key)
+    if "webhook_format" in given and body.webhook_format is not None:
+        monitor.webhook_format = body.webhook_format
+    if "severity" in given and body.severity is not None:
+        monitor.severity = body.severity
+    if monitor.webhook_format == "pagerduty" and monitor.routing_key_enc is None:
+        raise Invalid(
+            [
+                item_error(
+                    None, "routing_key", "routing_key is required with webhook_format pagerduty"
+                )
+            ]
+        )
+    if (
+        monitor.webhook_format == "standard"
+        and monitor.webhook_url
+        and not monitor.webhook_secret_enc
+    ):
+        # Switched to the signed format: it needs a secret (returned by GET never; set
+        # webhook_secret to choose it).
+        monitor.webhook_secret_enc = secrets.encrypt(
+            secrets.load_cipher(settings), signing.generate_secret()
+        )
     if "name" in given and body.name:
         monitor.name = body.name
     if "rule" in given and body.rule is not None:
@@ -182,6 +213,15 @@ def update_monitor(
     monitor.model_version, monitor.segment = version, segment
     monitor.segment_key = segment_key
     monitor.needs_eval = True
+    # A changed monitor is judged afresh on its newest window, not on every window
+    # since it was last judged under its old definition.
+    monitor.last_evaluated_window = None
+    session.execute(
+        update(MonitorSegmentState)
+        .where(MonitorSegmentState.monitor_id == monitor.id)
+        .values(last_evaluated_window=None)
+        .execution_options(synchronize_session=False)
+    )
     monitor.updated_at = now
     _flush_unique(session, monitor.model_id, monitor.name)
     if fanout_changed:  # after the 409 check: closing flushes
@@ -252,15 +292,22 @@ def _notify(session: Session, monitor: Monitor, alert: Alert, kind: str, now: da
     if not monitor.webhook_url or monitor.webhook_disabled_at is not None:
         return
     window = alert.resolved_window if kind == "alert.resolved" else alert.window
+    fmt = monitor.webhook_format
+    if kind == "alert.resolved":
+        # An Alertmanager re-post still queued must not re-open the alert after its end.
+        outbox.cancel_pending(
+            session=session, alert_id=alert.id, event_type=formats.RESEND_EVENT, reason=kind
+        )
     outbox.enqueue(
         session=session,
         alert_id=alert.id,
         monitor_id=monitor.id,
         event_type=kind,
-        payload=_payload(kind, alert, window or {}),
-        url=monitor.webhook_url,
-        secret_enc=monitor.webhook_secret_enc,
+        payload=formats.render(fmt, _payload(kind, alert, window or {}), severity=monitor.severity),
+        url=formats.target_url(fmt, monitor.webhook_url),
+        secret_enc=monitor.routing_key_enc if fmt == "pagerduty" else monitor.webhook_secret_enc,
         now=now,
+        fmt=fmt,
     )
 
 
@@ -277,18 +324,79 @@ def _snapshot(monitor: Monitor) -> dict[str, Any]:
     }
 
 
-def _judge(
-    session: Session, monitor: Monitor, rule: rules.Rule, value: str | None = None
-) -> tuple[rules.Verdict, dict[int, series.MetricRow]]:
-    rows = series.recent_windows(session=session, monitor=monitor, rule=rule, value=value)
-    verdict = rules.evaluate(
-        rule,
-        [series.point(r) for r in rows],
-        for_windows=monitor.for_windows,
-        min_labeled=monitor.min_labeled,
-        reference=series.reference(session=session, monitor=monitor, rule=rule, value=value),
+def _judge_series(
+    session: Session,
+    monitor: Monitor,
+    rule: rules.Rule,
+    *,
+    value: str | None,
+    segment: str | None,
+    state: str,
+    alert_id: str | None,
+    after: int | None,
+    now: datetime,
+) -> tuple[str, str | None, int | None]:
+    """Judge every window of one series that became evaluable since its last
+    evaluation, oldest first, each on the history up to it, applying each transition
+    with that window. Returns the series' (state, current_alert_id, last judged window).
+
+    Windows judged late (older than ``after``, the newest already judged; their labels
+    came after newer windows') may open an episode but not resolve one: whether the
+    series has recovered is decided by its newest window, which is judged again after
+    them. A late window at or before the window that resolved the series' last episode
+    opens nothing: that stretch was already decided.
+    """
+    rows, judged = series.judge_windows(
+        session=session,
+        monitor=monitor,
+        rule=rule,
+        value=value,
+        after=after,
+        changed_since=monitor.evaluated_at,
     )
-    return verdict, {r.window_start: r for r in rows}
+    if not judged:
+        if state == "pending":
+            state = "no_data"
+        return state, alert_id, after
+    points = [series.point(r) for r in rows]
+    by_start = {r.window_start: r for r in rows}
+    position = {p.window_start: i for i, p in enumerate(points)}
+    newest = max(after or judged[-1], judged[-1])
+    if judged[-1] < newest and newest in position:
+        judged.append(newest)  # late windows judged: the newest decides recovery
+    reference = series.reference(session=session, monitor=monitor, rule=rule, value=value)
+    origin = series.restart_origin(session=session, monitor=monitor, segment=segment)
+    need = rules.lookback(rule, monitor.for_windows)
+    for start in judged:
+        i = position[start]
+        # A rule with grace windows (coverage) is always judged at the newest window
+        # (they are counted back from there): it gets them all.
+        with_grace = rules.spec_of(rule).has_grace
+        verdict = rules.evaluate(
+            rule,
+            points if with_grace else points[max(0, i + 1 - need) : i + 1],
+            for_windows=monitor.for_windows,
+            min_labeled=monitor.min_labeled,
+            reference=reference,
+            origin=origin,
+        )
+        late = after is not None and start < after
+        if late and (state == "firing" or (origin is not None and start <= origin)):
+            continue
+        before = state
+        state, alert_id = _step(
+            session,
+            monitor,
+            verdict,
+            by_start,
+            state=state,
+            alert_id=alert_id,
+            segment=segment,
+            now=now,
+        )
+        if before == "firing" and state != "firing":
+            origin = start  # a cusum restarts at the window that resolved the episode
+    return state, alert_id, newest
 
 
 def _step(
@@ -346,31 +454,26 @@ def _step(
     return state, alert_id
 
 
-def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> rules.Verdict | None:
-    """Evaluate one (locked) monitor; write any transition with its outbox row.
-
-    Returns the verdict of a single-series monitor (None for a fan-out monitor)."""
+def evaluate_monitor(*, session: Session, monitor: Monitor, now: datetime) -> None:
+    """Evaluate one (locked) monitor; write any transition with its outbox row."""
     rule = rules.parse_rule(monitor.rule)
-    verdict: rules.Verdict | None = None
     if monitor.segment_key is not None:
         _evaluate_fanout(session, monitor, rule, now)
     else:
-        verdict, by_start = _judge(session, monitor, rule)
-        monitor.state, monitor.current_alert_id = _step(
+        monitor.state, monitor.current_alert_id, monitor.last_evaluated_window = _judge_series(
             session,
             monitor,
-            verdict,
-            by_start,
+            rule,
+            value=None,
+            segment=None,
             state=monitor.state,
             alert_id=monitor.current_alert_id,
-            segment=None,
+            after=monitor.last_evaluated_window,
             now=now,
         )
-        monitor.last_evaluated_window = verdict.last.window_start if verdict.last else None
     monitor.needs_eval = False
     monitor.evaluated_at = now
     session.flush()
-    return verdict
 
 
 def _evaluate_fanout(session: Session, monitor: Monitor, rule: rules.Rule, now: datetime) -> None:
@@ -401,19 +504,17 @@ def _evaluate_fanout(session: Session, monitor: Monitor, rule: rules.Rule, now: 
             )
             session.add(row)
             states[value] = row
-        verdict, by_start = _judge(session, monitor, rule, value)
-        row.state, row.current_alert_id = _step(
+        row.state, row.current_alert_id, row.last_evaluated_window = _judge_series(
             session,
             monitor,
-            verdict,
-            by_start,
+            rule,
+            value=value,
+            segment=f"{key}:{value}",
             state=row.state,
             alert_id=row.current_alert_id,
-            segment=f"{key}:{value}",
+            after=row.last_evaluated_window,
             now=now,
         )
-        if verdict.last is not None:
-            row.last_evaluated_window = verdict.last.window_start
     for row in states.values():
         if row.state == "firing" and row.current_alert_id is not None:
             alert = session.get(Alert, row.current_alert_id)

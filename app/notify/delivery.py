@@ -58,6 +58,7 @@ class ClaimedDelivery:
     url: str
     body: str
     secret_enc: str | None
+    format: str
     attempts: int  # including the attempt this claim is for
     created_at: datetime
     lease_until_us: int  # the next_attempt_us written by the claim
@@ -140,6 +141,7 @@ def claim_due(
             WebhookDelivery.url,
             WebhookDelivery.body,
             WebhookDelivery.secret_enc,
+            WebhookDelivery.format,
             WebhookDelivery.attempts,
             WebhookDelivery.created_at,
         )
@@ -189,6 +191,7 @@ def claim_due(
                 url=row.url,
                 body=row.body,
                 secret_enc=row.secret_enc,
+                format=row.format,
                 attempts=attempts,
                 created_at=row.created_at,
                 lease_until_us=lease_us,

@@ -24,6 +24,9 @@ class WebhookDelivery(Base):
     # The exact bytes to POST (as text), so every retry sends an identical body.
     body: Mapped[str] = mapped_column(Text)
     url: Mapped[str] = mapped_column(Text)
+    # app.notify.formats: how it is sent (standard: signed; pagerduty: secret_enc holds
+    # the routing key, added to the body at send time; slack, alertmanager: unsigned).
+    format: Mapped[str] = mapped_column(String(16), server_default="standard")
     secret_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     # pending -> delivered | dead | cancelled
     status: Mapped[str] = mapped_column(String(16))

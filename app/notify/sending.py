@@ -12,6 +12,7 @@ from cryptography.fernet import InvalidToken
 from app.config import Settings
 from app.notify import secrets as secret_store
 from app.notify.backoff import Outcome, classify, retry_after_seconds
+from app.notify.formats import with_routing_key
 from app.notify.signing import signed_headers
 from app.notify.ssrf import UnresolvableWebhookURL, UnsafeWebhookURL, pinned_target
 
@@ -27,6 +28,8 @@ class Sendable(Protocol):
     def body(self) -> str: ...
     @property
     def secret_enc(self) -> str | None: ...
+    @property
+    def format(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,8 @@ def send(
     delivery: Sendable,
     now: datetime,
 ) -> AttemptResult:
-    """POST the row's exact body, signed; never raises for anything the receiver does."""
+    """POST the row's exact body (signed in the standard format; with its routing key
+    for PagerDuty); never raises for anything the receiver does."""
     try:
         # Checked again at send time: DNS may have changed since the URL was accepted.
         target = pinned_target(delivery.url, allow_private=settings.webhook_allow_private)
@@ -52,21 +56,12 @@ def send(
         return AttemptResult("retry", None, str(exc))  # DNS trouble may be transient
     except UnsafeWebhookURL as exc:
         return AttemptResult("fail", None, f"unsafe webhook URL, not sent: {exc}")
-    if delivery.secret_enc is None:
-        return AttemptResult("fail", None, "no signing secret; refusing to send unsigned")
-    try:
-        secret = secrets.decrypt(delivery.secret_enc)
-    except InvalidToken:
-        # Retried: the operator may restore the right key before the delivery expires.
-        return AttemptResult(
-            "retry", None, "cannot decrypt the webhook secret (was the secret key changed?)"
-        )
-    try:
-        headers = signed_headers(secret, delivery.id, now, delivery.body)
-    except ValueError as exc:  # an empty secret
-        return AttemptResult("fail", None, f"cannot sign: {exc}")
+    prepared = _prepare(secrets, delivery, now)
+    if isinstance(prepared, AttemptResult):
+        return prepared
+    headers, body = prepared
     headers["user-agent"] = USER_AGENT
-    content = delivery.body.encode("utf-8")
+    content = body.encode("utf-8")
     error = "no address to connect to"
     for url, extra_headers, extensions in target.candidates():
         try:
@@ -96,6 +91,31 @@ def send(
             retry_after_seconds(retry_after, now) if outcome == "retry" else None,
         )
     return AttemptResult("retry", None, error)
+
+
+def _prepare(
+    secrets: SecretCache, delivery: Sendable, now: datetime
+) -> tuple[dict[str, str], str] | AttemptResult:
+    """(headers, body) to send, or the result of an attempt that cannot be made."""
+    fmt = delivery.format
+    if fmt in ("slack", "alertmanager"):
+        return {"content-type": "application/json"}, delivery.body
+    what = "PagerDuty routing key" if fmt == "pagerduty" else "signing secret"
+    if delivery.secret_enc is None:
+        return AttemptResult("fail", None, f"no {what}; refusing to send")
+    try:
+        secret = secrets.decrypt(delivery.secret_enc)
+    except InvalidToken:
+        # Retried: the operator may restore the right key before the delivery expires.
+        return AttemptResult(
+            "retry", None, f"cannot decrypt the {what} (was the secret key changed?)"
+        )
+    if fmt == "pagerduty":
+        return {"content-type": "application/json"}, with_routing_key(delivery.body, secret)
+    try:
+        return signed_headers(secret, delivery.id, now, delivery.body), delivery.body
+    except ValueError as exc:  # an empty secret
+        return AttemptResult("fail", None, f"cannot sign: {exc}")
 
 
 class SecretCache:

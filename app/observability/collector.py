@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -15,12 +16,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.alerting.models import Alert
+from app.alerting.models import Alert, Monitor
 from app.notify.models import WebhookDelivery
 from app.observability import counters
 from app.registry.models import MonitoredModel
 from app.windows import record
-from app.windows.models import WindowMetric
+from app.windows.models import DirtyWindow, WindowChange, WindowMetric
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +39,38 @@ WINDOW_GAUGES: tuple[tuple[str, str, str], ...] = (
 )
 _WINDOW_COLUMNS = sorted({column for _, column, _ in WINDOW_GAUGES})
 
+# The same gauges for each model's latest *evaluated* window: the newest with enough
+# labels to be judged (labels arrive late, so the newest window is usually thin and its
+# log loss noisy or absent; a Grafana alert wants this one).
+EVALUATED_PREFIX = "lossmon_evaluated_window_"
+EVALUATED_GAUGES: tuple[tuple[str, str, str], ...] = tuple(
+    (
+        name.replace("lossmon_window_", EVALUATED_PREFIX),
+        column,
+        doc.replace("latest window with predictions", "latest evaluated window")
+        .replace("the latest window", "the latest evaluated window")
+        .replace("latest window", "latest evaluated window")
+        + " Evaluated: the newest window with at least min_labeled labeled rows (the "
+        "smallest min_labeled of the model's monitors; 200 without monitors).",
+    )
+    for name, column, doc in WINDOW_GAUGES
+)
+# min_labeled of a model without monitors: the monitors' default.
+DEFAULT_MIN_LABELED = 200
+
 
 @dataclass
 class Snapshot:
     windows: list[dict[str, Any]] = field(default_factory=list)
+    evaluated: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
+    oldest_pending_age_s: float = 0.0
+    backlog: dict[str, int] = field(default_factory=dict)
     firing: dict[str, int] = field(default_factory=dict)
 
 
-def latest_windows(session: Session) -> list[dict[str, Any]]:
-    """Each model's latest computed window that has predictions (one query)."""
-    latest = (
-        select(
-            WindowMetric.model_id.label("model_id"),
-            func.max(WindowMetric.window_start).label("window_start"),
-        )
-        .where(record.column(WindowMetric, "predictions") > 0)
-        .group_by(WindowMetric.model_id)
-        .subquery()
-    )
+def _rows_at(session: Session, latest: Any) -> list[dict[str, Any]]:
+    """The gauge columns of the windows named by ``latest`` (model_id, window_start)."""
     columns = [WindowMetric.model_id, *(getattr(WindowMetric, c) for c in _WINDOW_COLUMNS)]
     stmt = (
         select(*columns)
@@ -70,6 +84,72 @@ def latest_windows(session: Session) -> list[dict[str, Any]]:
         .order_by(WindowMetric.model_id)
     )
     return [dict(row._mapping) for row in session.execute(stmt)]
+
+
+def latest_windows(session: Session, now_s: int | None = None) -> list[dict[str, Any]]:
+    """Each model's latest computed window that has predictions (one query). Windows
+    starting after ``now_s`` are left out: one prediction stamped in the far future
+    must not take the gauges over (ingest bounds timestamps too; this is the reader's
+    own guard)."""
+    now_s = int(time.time()) if now_s is None else now_s
+    latest = (
+        select(
+            WindowMetric.model_id.label("model_id"),
+            func.max(WindowMetric.window_start).label("window_start"),
+        )
+        .where(record.column(WindowMetric, "predictions") > 0, WindowMetric.window_start <= now_s)
+        .group_by(WindowMetric.model_id)
+        .subquery()
+    )
+    return _rows_at(session, latest)
+
+
+def evaluated_windows(session: Session, now_s: int | None = None) -> list[dict[str, Any]]:
+    """Each model's latest window with a log loss and at least min_labeled labeled rows
+    (the smallest min_labeled of its enabled monitors, else DEFAULT_MIN_LABELED)."""
+    now_s = int(time.time()) if now_s is None else now_s
+    gate = (
+        select(Monitor.model_id.label("model_id"), func.min(Monitor.min_labeled).label("n"))
+        .where(Monitor.enabled.is_(True))
+        .group_by(Monitor.model_id)
+        .subquery()
+    )
+    latest = (
+        select(
+            WindowMetric.model_id.label("model_id"),
+            func.max(WindowMetric.window_start).label("window_start"),
+        )
+        .outerjoin(gate, gate.c.model_id == WindowMetric.model_id)
+        .where(
+            record.column(WindowMetric, "log_loss").is_not(None),
+            record.column(WindowMetric, "labeled") >= func.coalesce(gate.c.n, DEFAULT_MIN_LABELED),
+            WindowMetric.window_start <= now_s,
+        )
+        .group_by(WindowMetric.model_id)
+        .subquery()
+    )
+    return _rows_at(session, latest)
+
+
+def oldest_pending_age(session: Session, now: datetime) -> float:
+    """Seconds since the oldest undelivered (pending) outbox row was written; 0 if none."""
+    oldest = session.scalar(
+        select(func.min(WebhookDelivery.created_at)).where(WebhookDelivery.status == "pending")
+    )
+    if oldest is None:
+        return 0.0
+    if oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return max(0.0, (now - oldest).total_seconds())
+
+
+def backlog(session: Session) -> dict[str, int]:
+    """Windows waiting for the compute pass: the dirty queue and the insert-only change
+    log not yet folded into it (a window may be counted in both)."""
+    return {
+        "dirty_windows": int(session.scalar(select(func.count()).select_from(DirtyWindow)) or 0),
+        "window_changes": int(session.scalar(select(func.count()).select_from(WindowChange)) or 0),
+    }
 
 
 def outbox_counts(session: Session) -> dict[str, int]:
@@ -97,15 +177,33 @@ def firing_alerts(session: Session) -> dict[str, int]:
 
 
 def read_snapshot(session: Session) -> Snapshot:
+    now = datetime.now(UTC)
+    now_s = int(now.timestamp())
     return Snapshot(
-        windows=latest_windows(session),
+        windows=latest_windows(session, now_s),
+        evaluated=evaluated_windows(session, now_s),
         outbox=outbox_counts(session),
+        oldest_pending_age_s=oldest_pending_age(session, now),
+        backlog=backlog(session),
         firing=firing_alerts(session),
     )
 
 
 def _families() -> dict[str, GaugeMetricFamily]:
-    fams = {name: GaugeMetricFamily(name, doc, labels=["model"]) for name, _, doc in WINDOW_GAUGES}
+    fams = {
+        name: GaugeMetricFamily(name, doc, labels=["model"])
+        for name, _, doc in (*WINDOW_GAUGES, *EVALUATED_GAUGES)
+    }
+    fams["lossmon_outbox_oldest_pending_age_seconds"] = GaugeMetricFamily(
+        "lossmon_outbox_oldest_pending_age_seconds",
+        "Age of the oldest webhook delivery not delivered yet (0 when none is pending).",
+    )
+    fams["lossmon_compute_backlog_windows"] = GaugeMetricFamily(
+        "lossmon_compute_backlog_windows",
+        "Windows waiting for the compute pass, by queue (dirty_windows: marked dirty; "
+        "window_changes: change log rows not folded yet).",
+        labels=["queue"],
+    )
     fams["lossmon_outbox_deliveries"] = GaugeMetricFamily(
         "lossmon_outbox_deliveries",
         "Webhook deliveries in the outbox by status (pending: not yet delivered; "
@@ -118,13 +216,32 @@ def _families() -> dict[str, GaugeMetricFamily]:
     return fams
 
 
-def _scheduler_family() -> GaugeMetricFamily:
-    return GaugeMetricFamily(
+def _scheduler_families() -> list[GaugeMetricFamily]:
+    """Scheduler liveness, per process: only the process running the scheduler (serve,
+    or worker) reports it. A stalled scheduler shows as an old last run."""
+    success = GaugeMetricFamily(
         "lossmon_scheduler_last_success_timestamp_seconds",
         "Last successful run of each scheduler job (unix seconds). Per process: only "
         "the process running the scheduler (serve, or worker) reports it.",
         labels=["job"],
     )
+    started = GaugeMetricFamily(
+        "lossmon_scheduler_last_run_timestamp_seconds",
+        "Start of the last run (tick) of each scheduler job, successful or not (unix seconds).",
+        labels=["job"],
+    )
+    duration = GaugeMetricFamily(
+        "lossmon_scheduler_last_run_duration_seconds",
+        "How long the last run (tick) of each scheduler job took.",
+        labels=["job"],
+    )
+    for job, at in sorted(dict(counters.last_run_at).items()):
+        success.add_metric([job], at)
+    for job, at in sorted(dict(counters.last_started_at).items()):
+        started.add_metric([job], at)
+    for job, seconds in sorted(dict(counters.last_duration_s).items()):
+        duration.add_metric([job], seconds)
+    return [success, started, duration]
 
 
 _SUCCESS = "lossmon_scrape_database_success"
@@ -141,15 +258,12 @@ class DatabaseCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         yield from _families().values()
-        yield _scheduler_family()
+        yield from _scheduler_families()
         yield GaugeMetricFamily(_SUCCESS, "")
         yield GaugeMetricFamily(_DURATION, "")
 
     def collect(self) -> Iterable[Metric]:
-        scheduler = _scheduler_family()
-        for job, at in sorted(dict(counters.last_run_at).items()):
-            scheduler.add_metric([job], at)
-        yield scheduler
+        yield from _scheduler_families()
 
         started = time.perf_counter()
         try:
@@ -172,12 +286,21 @@ class DatabaseCollector(Collector):
             return
 
         fams = _families()
-        for window in snapshot.windows:
-            model = str(window["model_id"])
-            for name, column, _ in WINDOW_GAUGES:
-                value = window[column]
-                if value is not None:
-                    fams[name].add_metric([model], float(value))
+        for rows, gauges in (
+            (snapshot.windows, WINDOW_GAUGES),
+            (snapshot.evaluated, EVALUATED_GAUGES),
+        ):
+            for window in rows:
+                model = str(window["model_id"])
+                for name, column, _ in gauges:
+                    value = window[column]
+                    if value is not None:
+                        fams[name].add_metric([model], float(value))
+        fams["lossmon_outbox_oldest_pending_age_seconds"].add_metric(
+            [], snapshot.oldest_pending_age_s
+        )
+        for queue, count in sorted(snapshot.backlog.items()):
+            fams["lossmon_compute_backlog_windows"].add_metric([queue], count)
         for status in OUTBOX_STATUSES:
             fams["lossmon_outbox_deliveries"].add_metric([status], snapshot.outbox[status])
         for model, count in sorted(snapshot.firing.items()):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,6 +18,7 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 
 from app.observability.collector import DatabaseCollector
@@ -61,6 +63,18 @@ def _build(app: Starlette) -> Observability:
     registry.register(INGEST_COLLECTOR)
     registry.register(DatabaseCollector(app.state))
     return Observability(registry=registry, requests=requests, latency=latency)
+
+
+def worker_registry(read_factory: sessionmaker[Session]) -> CollectorRegistry:
+    """What `lossmon worker --metrics-port` exposes: the process, the scheduler's
+    liveness and the database gauges (backlog, outbox depth and age, model windows)."""
+    disable_created_metrics()
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    registry.register(DatabaseCollector(SimpleNamespace(read_session_factory=read_factory)))
+    return registry
 
 
 def for_app(app: Starlette) -> Observability:

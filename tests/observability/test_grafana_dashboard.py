@@ -74,13 +74,18 @@ def test_dashboard_has_the_expected_panels() -> None:
         "lossmon_http_request_duration_seconds_bucket",
         "lossmon_outbox_deliveries",
         "lossmon_alerts_firing",
+        "lossmon_evaluated_window_log_loss",
+        "lossmon_scheduler_last_run_timestamp_seconds",
+        "lossmon_scheduler_last_run_duration_seconds",
+        "lossmon_compute_backlog_windows",
+        "lossmon_outbox_oldest_pending_age_seconds",
     ):
         assert metric in used, metric
     all_exprs = "\n".join(exprs(dash))
     assert "histogram_quantile(0.95" in all_exprs
     # model-level panels follow the model variable
     for e in exprs(dash):
-        if "lossmon_window_" in e:
+        if "lossmon_window_" in e or "lossmon_evaluated_window_" in e:
             assert 'model=~"$model"' in e, e
 
 
@@ -93,6 +98,8 @@ def test_dashboard_queries_only_exposed_metrics(
     counters.record_predictions(a, accepted=1, duplicates=1)
     counters.record_actuals(a, matched=1, pending=1)
     monkeypatch.setitem(counters.last_run_at, "compute", 1.0)
+    monkeypatch.setitem(counters.last_started_at, "compute", 1.0)
+    monkeypatch.setitem(counters.last_duration_s, "compute", 0.5)
     exposed = {name for name, _ in scrape(client)}
     used = {m for e in exprs(load()) for m in METRIC_RE.findall(e)}
     assert used, "no lossmon metric in the dashboard"
