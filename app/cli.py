@@ -12,11 +12,54 @@ import typer
 from app import migrate
 from app.config import Settings, load_settings
 
+
+def _env_help(*fields: str) -> str:
+    """Help text naming the environment variables (and their defaults) a command reads,
+    from Settings itself so it cannot drift."""
+    lines = []
+    for name in fields:
+        default = Settings.model_fields[name].default
+        shown = "unset" if default is None else str(default)
+        lines.append(f"LOSSMON_{name.upper()} (default: {shown})")
+    return (
+        "Settings (environment, else config/lossmon.toml or LOSSMON_CONFIG_FILE): "
+        + "; ".join(lines)
+        + "."
+    )
+
+
+_DB_ENV = _env_help("database_url", "log_level", "log_format")
+
 cli = typer.Typer(
     help="lossmon: windowed log loss against the naive baseline, for classifiers in production.",
+    epilog="Every setting is an environment variable LOSSMON_<NAME> (README: Configuration). "
+    + _DB_ENV,
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"lossmon {version('lossmon')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("lossmon (not installed)")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main(
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def _settings() -> Settings:
@@ -103,9 +146,18 @@ def keys_list() -> None:
     settings = _settings()
     _ensure_schema(settings)
     with session_scope(_session_factory(settings)) as session:
-        for k in auth_service.list_keys(session=session):
+        keys = auth_service.list_keys(session=session)
+        # Tab-separated under a header: readable, and still `cut -f1` friendly.
+        typer.echo("id\tscope\tname\tcreated\trevoked")
+        for k in keys:
             revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
             typer.echo(f"{k.id}\t{k.scope}\t{k.name or '-'}\t{k.created_at.isoformat()}\t{revoked}")
+    if not keys:
+        typer.echo(
+            "no keys yet: the API is open on loopback; create one with "
+            "`lossmon keys create --scope admin --name me`",
+            err=True,
+        )
 
 
 @keys_cli.command("revoke")
@@ -158,10 +210,44 @@ def _guard_open_access(settings: Settings, host: str) -> None:
     raise typer.Exit(4)
 
 
-@cli.command()
+def _port_free(host: str, port: int) -> bool:
+    """Whether uvicorn will be able to bind. Checked up front so a port in use is one
+    clear line naming the way out, not a traceback after "startup complete"."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+@cli.command(epilog=_env_help("database_url", "compute_interval_s", "log_level", "log_format"))
 def serve(
-    host: Annotated[str | None, typer.Option(help="bind address")] = None,
-    port: Annotated[int | None, typer.Option(help="port")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="bind address",
+            envvar="LOSSMON_HOST",
+            show_envvar=True,
+            show_default=Settings.model_fields["host"].default,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="port",
+            envvar="LOSSMON_PORT",
+            show_envvar=True,
+            show_default=str(Settings.model_fields["port"].default),
+        ),
+    ] = None,
     scheduler: Annotated[
         bool,
         typer.Option("--scheduler/--no-scheduler", help="run the compute scheduler in-process"),
@@ -178,9 +264,17 @@ def serve(
     _ensure_schema(settings)
     bind = host or settings.host
     _guard_open_access(settings, bind)
+    bind_port = port or settings.port
+    if not _port_free(bind, bind_port):
+        typer.echo(
+            f"lossmon: port {bind_port} on {bind} is already in use (another lossmon?). "
+            "Stop it, or pick another port with --port or LOSSMON_PORT.",
+            err=True,
+        )
+        raise typer.Exit(5)
     common: dict[str, Any] = {
         "host": bind,
-        "port": port or settings.port,
+        "port": bind_port,
         "log_level": settings.log_level.lower(),
         "log_config": log_config,
         "timeout_graceful_shutdown": 10,
@@ -192,10 +286,19 @@ def serve(
     # one; database claims keep that correct, but `serve --no-scheduler` beside a
     # `lossmon worker` is the lighter layout.
     os.environ[SCHEDULER_ENV] = "1" if scheduler else "0"
-    uvicorn.run("app.main:create_app_from_env", factory=True, workers=workers, **common)
+    uvicorn.run(
+        "app.main:create_app_from_env",
+        factory=True,
+        workers=workers,
+        # uvicorn's supervisor kills a worker that does not answer its ping within this
+        # many seconds; its 5 s default is shorter than importing the app on a busy
+        # host, so workers were killed and respawned while still starting.
+        timeout_worker_healthcheck=60,
+        **common,
+    )
 
 
-@cli.command()
+@cli.command(epilog=_env_help("database_url", "compute_interval_s", "log_level", "log_format"))
 def worker(
     metrics_port: Annotated[
         int | None,
@@ -239,7 +342,7 @@ def worker(
         engine.dispose()
 
 
-@cli.command("migrate")
+@cli.command("migrate", epilog=_DB_ENV)
 def migrate_command(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
     down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION instead")] = False,
@@ -247,6 +350,7 @@ def migrate_command(
     """Bring the database schema to the latest migration (or REVISION)."""
     settings = _settings()
     _logging(settings)
+    logging.getLogger("alembic").setLevel(logging.INFO)  # here each step is the point
     if down:
         migrate.downgrade(settings.database_url, revision if revision != "head" else "base")
     else:
@@ -254,7 +358,7 @@ def migrate_command(
     typer.echo(f"lossmon: schema at {revision if not down else 'downgraded'}", err=True)
 
 
-@cli.command()
+@cli.command(epilog=_DB_ENV)
 def compute() -> None:
     """Run one scheduler tick now (compute dirty windows, evaluate monitors, send due
     webhooks), then exit."""

@@ -360,11 +360,17 @@ class Client:
                 else list(segments)
             )
             params.extend(("segment", p) for p in pairs)
-        body = self._json(
-            self._request("GET", f"/v1/models/{_seg(model_id)}/metrics", params=params)
-        )
-        windows: list[dict[str, Any]] = body["windows"]
-        return windows
+        windows: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:  # every page: the server sends at most `limit` windows per response
+            page = params + ([("cursor", cursor)] if cursor else [])
+            body = self._json(
+                self._request("GET", f"/v1/models/{_seg(model_id)}/metrics", params=page)
+            )
+            windows.extend(body["windows"])
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return windows
 
     def compare(
         self,

@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     secret_key_file: str = "./lossmon.secret"
     log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    # auto: human-readable text on a terminal, JSON lines otherwise (files, collectors).
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("database_url")
     @classmethod

@@ -18,6 +18,7 @@ import math
 import random
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -173,7 +174,7 @@ class LocalServer:
             return ""
 
 
-def start_local_server(timeout_s: float = 30.0) -> LocalServer:
+def start_local_server(timeout_s: float = 90.0) -> LocalServer:
     """`lossmon serve` on a temporary SQLite file and a free loopback port."""
     directory = Path(tempfile.mkdtemp(prefix="lossmon-demo-"))
     env = {
@@ -287,7 +288,48 @@ def _pooled(windows: list[dict[str, Any]]) -> tuple[float, float] | None:
     return loss, baseline
 
 
+class Terminated(Exception):
+    """SIGTERM or SIGHUP arrived: stop like Ctrl-C, cleaning up on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    # Once is enough: a repeated signal must not interrupt the cleanup it started.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Any:
+    """Turn SIGTERM/SIGHUP into an exception for the duration of the demo. By default
+    they kill Python on the spot, skipping `finally`: the server child and the
+    temporary directory would outlive us (`kill PID`, a closed terminal, systemd)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = {
+        sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(options: DemoOptions, console: Console | None = None) -> int:
+    with _terminate_cleanly():
+        try:
+            return _run(options, console)
+        except Terminated as exc:  # arrived during the cleanup of _run itself
+            return 128 + exc.signum
+
+
+def _run(options: DemoOptions, console: Console | None) -> int:
     if console is None:
         # Not a terminal (a pipe, CI): wide enough that the table and messages don't wrap.
         console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -317,6 +359,9 @@ def run(options: DemoOptions, console: Console | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
+    except Terminated as exc:
+        console.print(f"[yellow]{exc}: stopping[/]")
+        return 128 + exc.signum
     except RuntimeError as exc:
         console.print(f"[bold red]demo failed:[/] {exc}")
         return 1

@@ -54,7 +54,8 @@ def start_serve(
     args: tuple[str, ...] = ("--no-scheduler",),
     port: int | None = None,
     log_path: Path | None = None,
-    timeout_s: float = 30.0,
+    # Generous: on a loaded 2-core CI machine, importing the app alone can take 20 s+.
+    timeout_s: float = 90.0,
     poll_s: float = 0.05,
 ) -> ServerProcess:
     """A real `lossmon serve` on 127.0.0.1, returned once /healthz answers 200.

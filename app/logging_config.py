@@ -1,5 +1,6 @@
 """Logging: JSON lines with a request id (python-json-logger + asgi-correlation-id),
-or plain text for a terminal. Secrets never reach a log line: we do not log them, and
+or plain text for a terminal (LOSSMON_LOG_FORMAT=auto, the default, picks text when
+stderr is a TTY). Secrets never reach a log line: we do not log them, and
 a redaction filter scrubs anything shaped like an API key, webhook secret or signature
 as a second line of defence."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
+import sys
 from typing import Any
 
 _SECRET_SHAPES = re.compile(
@@ -28,9 +30,16 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def resolve_format(fmt: str) -> str:
+    """Format "auto" means "text" on a terminal, "json" otherwise."""
+    if fmt != "auto":
+        return fmt
+    return "text" if sys.stderr.isatty() else "json"
+
+
 def logging_dict(level: str, fmt: str) -> dict[str, Any]:
     formatter: dict[str, Any]
-    if fmt == "json":
+    if resolve_format(fmt) == "json":
         formatter = {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
@@ -43,7 +52,8 @@ def logging_dict(level: str, fmt: str) -> dict[str, Any]:
         }
     else:
         formatter = {
-            "format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
+            "format": "%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s",
+            "datefmt": "%H:%M:%S",
         }
     return {
         "version": 1,
@@ -72,6 +82,9 @@ def logging_dict(level: str, fmt: str) -> dict[str, Any]:
             "uvicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
             "uvicorn.access": {"level": level, "handlers": ["stderr"], "propagate": False},
             "apscheduler": {"level": "WARNING"},
+            # Alembic narrates every migration step at INFO; only `lossmon migrate`
+            # (which asks for it) shows them: `serve` and `compute` stay quiet.
+            "alembic": {"level": "WARNING"},
             # httpx logs full request URLs at INFO; webhook URLs may carry tokens.
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},

@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from app import migrate
 from app.alerting import router as alerting_router
-from app.api import health, rate_limit
+from app.api import health, openapi_examples, rate_limit
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
 from app.api.write_gate import RequestDeadlineMiddleware, WriteGate
@@ -70,7 +71,11 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
                 job_engine.dispose()
             engine.dispose()
 
-    app = FastAPI(
+    # /docs from a packaged copy of Swagger UI (no CDN): the docs work on an air-gapped
+    # host and leak no visit to a third party. No /redoc: ReDoc's bundle still fetches
+    # its logo from a CDN.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="lossmon",
         version="0.1.0",
         summary="Windowed log loss against the naive baseline, for classifiers in production.",
@@ -104,6 +109,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         StaticFiles(directory=dashboard_router.STATIC_DIR),
         name="dashboard-static",
     )
+    openapi_examples.install(app)
     return app
 
 

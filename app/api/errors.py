@@ -81,6 +81,27 @@ def validation_detail(errors: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [_convert(dict(e)) for e in errors]
 
 
+_LOGGED_REASONS = 5
+
+
+def log_rejection(request: Request, status: int, detail: Any) -> None:
+    """One log line per refused request with why, so an operator sees what clients get
+    wrong without the client's help (the first few reasons; never the submitted values,
+    which validation messages do not echo)."""
+    if isinstance(detail, list):
+        reasons = [
+            ("" if d.get("index") is None else f"[{d['index']}] ")
+            + f"{d.get('field')}: {d.get('message')}"
+            for d in detail[:_LOGGED_REASONS]
+            if isinstance(d, dict)
+        ]
+        more = len(detail) - _LOGGED_REASONS
+        text = "; ".join(reasons) + (f"; and {more} more" if more > 0 else "")
+    else:
+        text = str(detail)
+    log.info("%s %s -> %d: %s", request.method, request.url.path, status, text)
+
+
 def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -92,9 +113,13 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
                 items = body.get(key)
                 if isinstance(items, list) and len(items) > max_batch_items:
                     return batch_too_large(len(items), max_batch_items)
-        return JSONResponse({"detail": validation_detail(errors)}, status_code=422)
+        detail = validation_detail(errors)
+        log_rejection(request, 422, detail)
+        return JSONResponse({"detail": detail}, status_code=422)
 
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if exc.status_code in (409, 422):
+            log_rejection(request, exc.status_code, exc.detail)
         return JSONResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )

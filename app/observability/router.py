@@ -23,7 +23,9 @@ _TEXT = {"schema": {"type": "string"}}
     },
 )
 def metrics(request: Request) -> Response:
-    """The service's own counters and each model's latest window metrics. A plain
-    `def`: the scrape-time database reads run in the threadpool."""
+    """Prometheus metrics, no auth: request counts and latencies by route, ingested rows,
+    webhook outbox, firing alerts, scheduler health, and each model's latest window
+    (`lossmon_window_log_loss`, `_baseline_log_loss`, `_skill`, ...) labelled by model."""
+    # A plain `def`: the scrape reads the database, so it runs in the threadpool.
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
     return Response(encoder(for_app(request.app).registry), media_type=content_type)

@@ -131,3 +131,6 @@ class ModelOut(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelOut]
+    next_cursor: str | None = Field(
+        default=None, description="pass as ?cursor= for the next page; null on the last page"
+    )

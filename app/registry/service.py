@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound
@@ -101,5 +101,23 @@ def upsert_model(
     return model, False
 
 
-def list_models(*, session: Session) -> list[MonitoredModel]:
-    return list(session.scalars(select(MonitoredModel).order_by(MonitoredModel.id)))
+def list_models(
+    *, session: Session, after: str | None = None, limit: int | None = None
+) -> list[MonitoredModel]:
+    """Models by id; with `after`, those whose id sorts after it (keyset pagination)."""
+    query = select(MonitoredModel).order_by(MonitoredModel.id)
+    if after is not None:
+        query = query.where(MonitoredModel.id > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def delete_model(*, session: Session, model: MonitoredModel) -> None:
+    """Remove the model with everything that hangs off it. Every table referencing
+    models.id (directly or through monitors and alerts) declares ON DELETE CASCADE, so
+    the database removes predictions, actuals, windows, slices, monitors, alerts and
+    their deliveries in the same statement; a compute pass holding a lease on one of
+    its windows finds its claim gone and writes nothing."""
+    session.execute(delete(MonitoredModel).where(MonitoredModel.id == model.id))
+    session.flush()

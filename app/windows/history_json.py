@@ -62,8 +62,9 @@ def read_fragments(
     session: Session,
     table: type[WindowMetric] | type[SliceMetric],
     where: Sequence[ColumnElement[bool]],
+    limit: int | None = None,
 ) -> list[Fragment]:
-    """Stored windows matching `where`, oldest first, as JSON fragments."""
+    """Stored windows matching `where`, oldest first (at most `limit`), as JSON fragments."""
     columns = [
         table.window_start,
         table.window_end,
@@ -71,7 +72,10 @@ def read_fragments(
         *(getattr(table, f) for f in SCALAR_FIELDS),
         *(cast(getattr(table, f), Text) for f in JSON_FIELDS),
     ]
-    rows = session.execute(select(*columns).where(*where).order_by(table.window_start)).all()
+    query = select(*columns).where(*where).order_by(table.window_start)
+    if limit is not None:
+        query = query.limit(limit)
+    rows = session.execute(query).all()
     n = len(SCALAR_FIELDS)
     out = []
     for row in rows:
@@ -89,6 +93,7 @@ def render(
     model_version: str | None,
     segments: Sequence[str],
     fragments: Sequence[Fragment],
+    next_cursor: str | None = None,
 ) -> bytes:
     head = json.dumps(
         {
@@ -99,4 +104,6 @@ def render(
         },
         separators=(",", ":"),
     )[:-1]
-    return (head + ',"windows":[' + ",".join(f for _, f in fragments) + "]}").encode()
+    tail = json.dumps(next_cursor)
+    windows = ",".join(f for _, f in fragments)
+    return (head + ',"windows":[' + windows + '],"next_cursor":' + tail + "}").encode()

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import StringConstraints
 
-from app.api import responses
+from app.api import pagination, responses
 from app.api.deps import Read, ReadSessionDep
 from app.api.errors import query_error
 from app.json_types import SEGMENT_KEY_RE, Timestamp, VersionText
@@ -60,20 +60,29 @@ def get_metrics(
     segment: Annotated[
         list[SegmentFilter] | None, Query(description="key:value, repeatable (AND)")
     ] = None,
+    limit: pagination.Limit = pagination.DEFAULT_LIMIT,
+    cursor: pagination.Cursor = None,
 ) -> Response:
     """Windows whose start is in [start, end), oldest first (none when end <= start).
 
     With model_version and/or segment filters the same fields cover the matching
     predictions only. A single version or segment is read from precomputed slices (the
     top LOSSMON_SLICE_TOP_N values per window; others are computed on demand);
-    combinations are computed on demand."""
+    combinations are computed on demand. At most `limit` windows per page: while
+    `next_cursor` is not null, pass it as `cursor` (with the same other parameters)."""
     model = model_service.require_model(session=session, model_id=model_id)
     start_s, end_s = epoch_seconds(start), epoch_seconds(end)
+    if cursor is not None:
+        # The cursor is the last window start served: continue strictly after it.
+        resume = pagination.decode_int("window", cursor) + 1
+        start_s = resume if start_s is None else max(start_s, resume)
     segments = _segments(segment or [])
     if start_s is not None and end_s is not None and start_s >= end_s:
         fragments: list[history_json.Fragment] = []  # an empty range holds no window
     elif model_version is None and not segments:
-        fragments = service.history(session=session, model=model, start=start_s, end=end_s)
+        fragments = service.history(
+            session=session, model=model, start=start_s, end=end_s, limit=limit + 1
+        )
     else:
         fragments = service.filtered_history(
             session=session,
@@ -84,6 +93,10 @@ def get_metrics(
             segments=segments,
             now=datetime.now(UTC),
         )
+    next_cursor = None
+    if len(fragments) > limit:
+        fragments = fragments[:limit]
+        next_cursor = pagination.encode("window", fragments[-1][0])
     # Rendered directly (see history_json); the body is exactly a HistoryOut.
     return Response(
         content=history_json.render(
@@ -92,6 +105,7 @@ def get_metrics(
             model_version=model_version,
             segments=[f"{k}:{v}" for k, v in segments],
             fragments=fragments,
+            next_cursor=next_cursor,
         ),
         media_type="application/json",
     )

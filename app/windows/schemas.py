@@ -32,6 +32,9 @@ class HistoryOut(BaseModel):
     model_version: str | None = None
     segments: list[str] = Field(default_factory=list)
     windows: list[WindowOut]
+    next_cursor: str | None = Field(
+        default=None, description="pass as ?cursor= for the next page; null on the last page"
+    )
 
 
 def _ts(epoch_s: int) -> datetime:

@@ -289,13 +289,17 @@ def history(
     model: MonitoredModel,
     start: int | None,
     end: int | None,
+    limit: int | None = None,
 ) -> list[history_json.Fragment]:
+    """Stored windows starting in [start, end), oldest first, at most `limit`."""
     where = [WindowMetric.model_id == model.id]
     if start is not None:
         where.append(WindowMetric.window_start >= start)
     if end is not None:
         where.append(WindowMetric.window_start < end)
-    return history_json.read_fragments(session=session, table=WindowMetric, where=where)
+    return history_json.read_fragments(
+        session=session, table=WindowMetric, where=where, limit=limit
+    )
 
 
 def _on_demand(

@@ -188,6 +188,12 @@ def test_dashboard_in_a_browser(db: Db, live: Server, receiver: Receiver) -> Non
             expect(ctr.get_by_test_id("skill")).to_have_class("pill good")
             expect(ctr.get_by_test_id("firing-count")).to_have_text("0")
             assert float(ctr.get_by_test_id("log-loss").inner_text()) < 0.5
+            # The newest window (12 of 40 labeled) is not the one the row describes:
+            # its coverage is shown beside the latest evaluated window's.
+            expect(ctr.get_by_test_id("newest-coverage")).to_contain_text("30% labeled")
+            expect(
+                page.get_by_role("columnheader", name="Latest evaluated window (UTC)")
+            ).to_be_visible()
 
             # The key is remembered.
             page.reload()
@@ -202,6 +208,19 @@ def test_dashboard_in_a_browser(db: Db, live: Server, receiver: Receiver) -> Non
             expect(page.get_by_test_id("coverage-chart")).to_have_attribute(
                 "data-points", str(len(CTR_PLAN))
             )
+            # Axes say what they show, in which unit and time zone.
+            expect(chart.get_by_test_id("x-axis-title")).to_have_text("window (UTC)")
+            expect(chart.get_by_test_id("y-axis-title")).to_have_text("log loss (nats)")
+            expect(
+                page.get_by_test_id("coverage-chart").get_by_test_id("y-axis-title")
+            ).to_have_text("labeled (%)")
+            # Headline cards: the latest evaluated window (window 10: 28 labeled >= the
+            # monitor's min_labeled 20), with the newest window's coverage beside them.
+            note = page.get_by_test_id("latest-note")
+            expect(note).to_contain_text("latest evaluated window")
+            expect(note).to_contain_text("UTC")
+            expect(note).to_contain_text("≥ 20 labeled")
+            expect(page.locator(".kpis").get_by_test_id("newest-coverage")).to_contain_text("30%")
             episode = chart.get_by_test_id("alert-episode")
             expect(episode).to_have_count(1)
             expect(episode).to_have_attribute("data-state", "resolved")
@@ -237,3 +256,36 @@ def test_dashboard_in_a_browser(db: Db, live: Server, receiver: Receiver) -> Non
         finally:
             browser.close()
     assert problems == []
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_single_window_draws_baseline_and_expected_lines(db: Db, live: Server) -> None:
+    """With one window there is no neighbour to join: the baseline, expected and loss
+    lines are drawn across the window instead of as invisible zero-length paths."""
+    sync_playwright = _browser_or_skip()
+    from playwright.sync_api import expect
+
+    start = (int(time.time()) // HOUR - 2) * HOUR
+    with httpx.Client(base_url=live.url, timeout=10) as http:
+        assert http.put("/v1/models/one", json={"window": "1h"}).status_code == 200
+        post_window(http, "one", start, GOOD, seed=1)
+    settings = webhook_settings(db)
+    jobs.tick(settings=settings, factory=db.factory, read_factory=db.read_factory)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(live.url + "/#/models/one")
+            chart = page.get_by_test_id("logloss-chart")
+            expect(chart).to_have_attribute("data-points", "1")
+            plot_width = chart.bounding_box()["width"]  # type: ignore[index]
+            for testid in ("line-baseline", "line-expected"):
+                line = chart.get_by_test_id(testid)
+                expect(line).to_have_count(1)
+                box = line.bounding_box()
+                assert box is not None and box["width"] > plot_width * 0.8, (testid, box)
+            loss = chart.locator("path.line-loss").bounding_box()
+            assert loss is not None and loss["width"] > plot_width * 0.8
+        finally:
+            browser.close()

@@ -103,3 +103,73 @@ def test_demo_against_a_server_that_refuses_loopback_webhooks(tmp_path: Path) ->
     assert proc.returncode == 1, out
     assert "refuses the demo's loopback webhook URL" in out
     assert "LOSSMON_WEBHOOK_ALLOW_PRIVATE=true" in out
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below pid (from /proc; Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_to_keep_running_leaves_no_process_or_temp_dir(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*DEMO, "--keep-running"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 90
+        for line in proc.stdout:
+            lines.append(line)
+            if "keeps running at" in line or time.monotonic() > deadline:
+                break
+        out = "".join(lines)
+        assert "keeps running at" in out, out
+        url = _server_url(out)
+        m = re.search(r"SQLite in (\S+)\)", out)
+        assert m
+        directory = Path(m.group(1))
+        assert directory.is_dir()
+        children = _descendants(proc.pid)
+        assert children, "the demo's server should be a child process"
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not [pid for pid in children if _alive(pid)]
+    assert not directory.exists()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url + "/healthz", timeout=2)
+    assert list(tmp_path.iterdir()) == []

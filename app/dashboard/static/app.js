@@ -127,13 +127,21 @@
     return x > 0 ? "+" + v : "−" + v.slice(1);
   }
 
-  const DATE_FMT = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+  // Every time is shown in UTC and says so: windows are aligned to UTC, and a team
+  // spread over time zones must read the same hour.
+  const DATE_FMT = new Intl.DateTimeFormat(undefined, {
+    month: "short",
+    day: "numeric",
+    timeZone: "UTC",
+  });
   const TIME_FMT = new Intl.DateTimeFormat(undefined, {
     hour: "2-digit",
     minute: "2-digit",
     hourCycle: "h23",
+    timeZone: "UTC",
   });
   const FULL_FMT = new Intl.DateTimeFormat(undefined, {
+    timeZone: "UTC",
     year: "numeric",
     month: "short",
     day: "numeric",
@@ -147,7 +155,7 @@
   function fmtWhen(t) {
     if (t === null || t === undefined) return DASH;
     const d = new Date(t);
-    return `${DATE_FMT.format(d)}, ${TIME_FMT.format(d)}`;
+    return `${DATE_FMT.format(d)}, ${TIME_FMT.format(d)} UTC`;
   }
 
   function fmtFull(t) {
@@ -159,7 +167,7 @@
     const b = new Date(endIso);
     const sameDay = DATE_FMT.format(a) === DATE_FMT.format(new Date(b.getTime() - 1));
     return sameDay
-      ? `${DATE_FMT.format(a)}, ${TIME_FMT.format(a)}–${TIME_FMT.format(b)}`
+      ? `${DATE_FMT.format(a)}, ${TIME_FMT.format(a)}–${TIME_FMT.format(b)} UTC`
       : `${fmtWhen(a)} – ${fmtWhen(b)}`;
   }
 
@@ -279,9 +287,50 @@
     return response.json();
   }
 
+  /** Every page of a paginated list (GET /v1/models, .../metrics): follows next_cursor
+   * and concatenates `field` of each page into the first page's body. */
+  async function apiAll(path, params, field) {
+    const first = await api(path, params);
+    let page = first;
+    while (page.next_cursor) {
+      page = await api(path, { ...params, cursor: page.next_cursor });
+      first[field] = first[field].concat(page[field]);
+    }
+    first.next_cursor = null;
+    return first;
+  }
+
   const isAuthError = (err) =>
     err instanceof ApiError && (err.status === 401 || err.status === 403);
   const modelPath = (id) => `/v1/models/${encodeURIComponent(id)}`;
+
+  // min_labeled of a model without monitors: the monitors' default (as /metrics).
+  const DEFAULT_MIN_LABELED = 200;
+
+  /** How many labeled rows make a window "evaluated", as /metrics' lossmon_evaluated_*
+   * gauges define it: the smallest min_labeled of the model's enabled monitors, else the
+   * monitors' default. */
+  function evaluationThreshold(monitors) {
+    const enabled = (monitors || []).filter((m) => m.enabled !== false);
+    return enabled.length ? Math.min(...enabled.map((m) => m.min_labeled)) : DEFAULT_MIN_LABELED;
+  }
+
+  /** The window the headline numbers describe: the newest evaluated one (labels arrive
+   * late: the newest windows often hold a handful of early labels, not the window's
+   * loss). With none evaluated in view, the newest labeled window, said so. */
+  function latestEvaluated(windows, threshold) {
+    for (let i = windows.length - 1; i >= 0; i--) {
+      const w = windows[i];
+      if (isNum(w.log_loss) && w.labeled >= threshold) return w;
+    }
+    return latestWindow(windows);
+  }
+
+  function evaluatedRule(threshold, w) {
+    return w && w.labeled < threshold
+      ? `none in view has ${threshold} labeled rows: not yet evaluated`
+      : `≥ ${threshold} labeled`;
+  }
 
   function latestWindow(windows) {
     for (let i = windows.length - 1; i >= 0; i--) {
@@ -323,7 +372,7 @@
       if (view.mount) view.mount();
       app.dataset.view = route.view;
       app.dataset.state = "ready";
-      document.getElementById("refreshed").textContent = `Updated ${TIME_FMT.format(new Date())}`;
+      document.getElementById("refreshed").textContent = `Updated ${TIME_FMT.format(new Date())} UTC`;
     } catch (err) {
       if (generation !== state.generation) return;
       if (isAuthError(err)) {
@@ -448,19 +497,26 @@
   // ------------------------------------------------------------------ overview
 
   async function overviewView() {
-    const { models } = await api("/v1/models");
+    const { models } = await apiAll("/v1/models", {}, "models");
     const start = isoSeconds(Date.now() - OVERVIEW_DAYS * DAY);
     const rows = await Promise.all(
       models.map(async (model) => {
         try {
-          const [history, firing] = await Promise.all([
-            api(`${modelPath(model.model_id)}/metrics`, { start }),
+          const [history, firing, monitors] = await Promise.all([
+            apiAll(`${modelPath(model.model_id)}/metrics`, { start }, "windows"),
             api("/v1/alerts", { model_id: model.model_id, state: "firing" }),
+            api(`${modelPath(model.model_id)}/monitors`),
           ]);
-          return { model, windows: history.windows, firing: firing.alerts, error: null };
+          return {
+            model,
+            windows: history.windows,
+            firing: firing.alerts,
+            threshold: evaluationThreshold(monitors.monitors),
+            error: null,
+          };
         } catch (err) {
           if (isAuthError(err)) throw err;
-          return { model, windows: [], firing: [], error: err };
+          return { model, windows: [], firing: [], threshold: null, error: err };
         }
       }),
     );
@@ -476,7 +532,7 @@
         h(
           "div",
           { class: "sub" },
-          `Latest labeled window of each model against the naive baseline · last ${OVERVIEW_DAYS} days`,
+          `Latest evaluated window of each model against the naive baseline · last ${OVERVIEW_DAYS} days · times in UTC`,
         ),
       ),
     );
@@ -515,7 +571,7 @@
           "tr",
           {},
           h("th", {}, "Model"),
-          h("th", {}, "Latest window"),
+          h("th", {}, "Latest evaluated window (UTC)"),
           h("th", { class: "num" }, "Log loss"),
           h("th", { class: "num" }, "Baseline"),
           h(
@@ -540,9 +596,10 @@
     };
   }
 
-  function overviewRow({ model, windows, firing, error }) {
+  function overviewRow({ model, windows, firing, threshold, error }) {
     const href = `#/models/${encodeURIComponent(model.model_id)}`;
-    const w = latestWindow(windows);
+    const w = latestEvaluated(windows, threshold);
+    const newest = windows.length ? windows[windows.length - 1] : null;
     const nameCell = h(
       "td",
       {},
@@ -570,7 +627,7 @@
       nameCell,
       h(
         "td",
-        { title: w ? fmtFull(w.start) : "" },
+        { title: w ? `${fmtFull(w.start)} (${evaluatedRule(threshold, w)})` : "" },
         w ? fmtWhen(w.start) : h("span", { class: "faint" }, "no data yet"),
       ),
       h("td", { class: "num", "data-testid": "log-loss" }, fmtNum(w && w.log_loss)),
@@ -584,7 +641,7 @@
           fmtSigned(w && w.skill),
         ),
       ),
-      h("td", {}, coverageBar(w && w.label_coverage, w)),
+      h("td", {}, coverageBar(w && w.label_coverage, w), newestCoverage(newest, w)),
       h("td", {}, sparkline(windows)),
       h(
         "td",
@@ -603,6 +660,20 @@
       ),
     );
     return tr;
+  }
+
+  /** The newest window's label coverage, when it is not the window shown. */
+  function newestCoverage(newest, shown) {
+    if (!newest || newest === shown) return null;
+    return h(
+      "div",
+      {
+        class: "faint newest-coverage",
+        "data-testid": "newest-coverage",
+        title: `${newest.labeled} of ${newest.predictions} predictions labeled so far`,
+      },
+      `newest (${TIME_FMT.format(new Date(newest.start))} UTC): ${fmtPct(newest.label_coverage)} labeled`,
+    );
   }
 
   function coverageBar(coverage, w) {
@@ -658,7 +729,7 @@
     const start = isoSeconds(Date.now() - state.rangeDays * DAY);
     const [model, history, monitorList, alertList, firingList] = await Promise.all([
       api(modelPath(id)),
-      api(`${modelPath(id)}/metrics`, { start }),
+      apiAll(`${modelPath(id)}/metrics`, { start }, "windows"),
       api(`${modelPath(id)}/monitors`),
       api("/v1/alerts", { model_id: id, limit: 200 }),
       api("/v1/alerts", { model_id: id, state: "firing" }),
@@ -676,10 +747,12 @@
     const windows = history.windows;
     const windowMs = (model.window_seconds || 3600) * 1000;
     const episodes = alertEpisodes(alerts, windowMs);
-    const latest = latestWindow(windows);
+    const threshold = evaluationThreshold(monitorList.monitors);
+    const latest = latestEvaluated(windows, threshold);
+    const newest = windows.length ? windows[windows.length - 1] : null;
 
     const latestNote = latest
-      ? `latest labeled window ${fmtSpan(latest.start, latest.end)}`
+      ? `latest evaluated window ${fmtSpan(latest.start, latest.end)} (${evaluatedRule(threshold, latest)})`
       : "no windows in this range";
     const rangeButtons = h("div", {
       class: "segmented",
@@ -762,6 +835,15 @@
         fmtPct(latest && latest.label_coverage),
         "",
         latest ? `${latest.labeled} of ${latest.predictions} labeled` : DASH,
+        newest && newest !== latest
+          ? h(
+              "span",
+              { "data-testid": "newest-coverage" },
+              `newest window ${fmtSpan(newest.start, newest.end)}: `,
+              h("b", {}, fmtPct(newest.label_coverage)),
+              " labeled so far",
+            )
+          : null,
       ),
       kpi("Expected log loss", fmtNum(latest && latest.expected_log_loss), "", "if calibrated"),
       kpi(
@@ -831,13 +913,14 @@
     return latest ? fmtWhen(latest.start) : DASH;
   }
 
-  function kpi(label, value, cls, foot) {
+  function kpi(label, value, cls, foot, aside) {
     return h(
       "div",
       { class: "card kpi" },
       h("div", { class: "label" }, label),
       h("div", { class: `value ${cls || ""}` }, value),
       h("div", { class: "foot" }, foot),
+      aside ? h("div", { class: "foot aside" }, aside) : null,
     );
   }
 
@@ -1010,7 +1093,7 @@
 
   // ------------------------------------------------------------------ charts
 
-  const MARGIN = { top: 14, right: 14, bottom: 26, left: 46 };
+  const MARGIN = { top: 14, right: 14, bottom: 42, left: 60 };
   const TIME_STEPS = [
     5 * MIN,
     15 * MIN,
@@ -1056,21 +1139,20 @@
   function timeTicks(t0, t1, maxTicks) {
     const step =
       TIME_STEPS.find((st) => (t1 - t0) / st <= maxTicks) || TIME_STEPS[TIME_STEPS.length - 1];
-    const offset = -new Date(t0).getTimezoneOffset() * MIN; // align to local midnight / hours
-    const ticks = [];
-    for (let t = Math.ceil((t0 + offset) / step) * step - offset; t <= t1; t += step) ticks.push(t);
+    const ticks = []; // aligned to UTC midnight / hours, like the windows
+    for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) ticks.push(t);
     return { ticks, step };
   }
 
   function timeLabel(t, step) {
     const d = new Date(t);
-    const midnight = d.getHours() === 0 && d.getMinutes() === 0;
+    const midnight = d.getUTCHours() === 0 && d.getUTCMinutes() === 0;
     if (step >= DAY || midnight) return { text: DATE_FMT.format(d), day: step < DAY };
     return { text: TIME_FMT.format(d), day: false };
   }
 
   /** Axes, grid and scales for one chart in `holder`; returns what the series need. */
-  function frame(holder, { height, t0, t1, yLo, yHi, yFormat, yTickCount }) {
+  function frame(holder, { height, t0, t1, yLo, yHi, yFormat, yTickCount, yTitle }) {
     const width = Math.max(320, holder.clientWidth || 800);
     const plotW = width - MARGIN.left - MARGIN.right;
     const plotH = height - MARGIN.top - MARGIN.bottom;
@@ -1092,11 +1174,35 @@
       axis.append(
         s(
           "text",
-          { x: x(t), y: height - 7, "text-anchor": "middle", class: label.day ? "day" : null },
+          { x: x(t), y: height - 24, "text-anchor": "middle", class: label.day ? "day" : null },
           label.text,
         ),
       );
     }
+    // Axis titles with units: what is plotted, and in which time zone.
+    axis.append(
+      s(
+        "text",
+        {
+          class: "axis-title",
+          "data-testid": "x-axis-title",
+          x: MARGIN.left + plotW / 2,
+          y: height - 5,
+          "text-anchor": "middle",
+        },
+        "window (UTC)",
+      ),
+      s(
+        "text",
+        {
+          class: "axis-title",
+          "data-testid": "y-axis-title",
+          transform: `translate(13 ${MARGIN.top + plotH / 2}) rotate(-90)`,
+          "text-anchor": "middle",
+        },
+        yTitle,
+      ),
+    );
     axis.append(
       s("line", {
         class: "baseline-axis",
@@ -1129,6 +1235,23 @@
 
   function linePath(idx, px, py) {
     return idx.map((i, k) => `${k ? "L" : "M"}${px(i).toFixed(1)},${py(i).toFixed(1)}`).join("");
+  }
+
+  /** A series line over a run of windows. A run of one window (a single window, or one
+   * between gaps) has no neighbour to join: it is drawn as a level segment across the
+   * window's own span instead of a zero-length path nothing would show. */
+  function seriesPath(windows, run, x, px, py) {
+    if (run.length > 1) return linePath(run, px, py);
+    const [x0, x1] = runEdges(windows, run, x, px);
+    const y = py(run[0]).toFixed(1);
+    return `M${x0.toFixed(1)},${y}L${x1.toFixed(1)},${y}`;
+  }
+
+  /** Left and right x of a run as seriesPath draws it. */
+  function runEdges(windows, run, x, px) {
+    if (run.length > 1) return [px(run[0]), px(run[run.length - 1])];
+    const w = windows[run[0]];
+    return [x(Date.parse(w.start)), x(Date.parse(w.end))];
   }
 
   function nearestIndex(mids, t) {
@@ -1271,13 +1394,14 @@
       }
       const yt = niceTicks(0, (hi || 1) * 1.12, 4); // headroom for the alert labels
       const f = frame(holder, {
-        height: 250,
+        height: 270,
         t0,
         t1,
         yLo: 0,
         yHi: yt.hi,
         yTickCount: 4,
         yFormat: (v) => v.toFixed(yt.decimals),
+        yTitle: "log loss (nats)",
       });
       const { svg, x, y } = f;
       const plotted = windows.filter((w) => isNum(w.log_loss)).length;
@@ -1332,6 +1456,16 @@
       const series = s("g", { class: "series" });
       for (const run of runs(windows, (w) => w.log_loss)) {
         const se = (i) => (isNum(windows[i].log_loss_stderr) ? windows[i].log_loss_stderr : 0);
+        if (run.length === 1) {
+          const [x0, x1] = runEdges(windows, run, x, px);
+          const i = run[0];
+          const top = y(windows[i].log_loss + se(i));
+          const bottom = y(Math.max(0, windows[i].log_loss - se(i)));
+          series.append(
+            s("rect", { class: "band", x: x0, y: top, width: x1 - x0, height: bottom - top }),
+          );
+          continue;
+        }
         const upper = run.map(
           (i, k) =>
             `${k ? "L" : "M"}${px(i).toFixed(1)},${y(windows[i].log_loss + se(i)).toFixed(1)}`,
@@ -1348,7 +1482,8 @@
         series.append(
           s("path", {
             class: "line-baseline",
-            d: linePath(run, px, (i) => y(windows[i].baseline_log_loss)),
+            "data-testid": "line-baseline",
+            d: seriesPath(windows, run, x, px, (i) => y(windows[i].baseline_log_loss)),
           }),
         );
       }
@@ -1356,13 +1491,17 @@
         series.append(
           s("path", {
             class: "line-expected",
-            d: linePath(run, px, (i) => y(windows[i].expected_log_loss)),
+            "data-testid": "line-expected",
+            d: seriesPath(windows, run, x, px, (i) => y(windows[i].expected_log_loss)),
           }),
         );
       }
       for (const run of runs(windows, (w) => w.log_loss)) {
         series.append(
-          s("path", { class: "line-loss", d: linePath(run, px, (i) => y(windows[i].log_loss)) }),
+          s("path", {
+            class: "line-loss",
+            d: seriesPath(windows, run, x, px, (i) => y(windows[i].log_loss)),
+          }),
         );
       }
       const r = plotted <= 96 ? 3 : plotted <= 240 ? 1.75 : 0;
@@ -1404,13 +1543,14 @@
     const { windows } = ctx;
     return chart(holder, ctx, ({ t0, t1, mids }) => {
       const f = frame(holder, {
-        height: 110,
+        height: 130,
         t0,
         t1,
         yLo: 0,
         yHi: 1,
         yTickCount: 2,
         yFormat: (v) => `${Math.round(v * 100)}%`,
+        yTitle: "labeled (%)",
       });
       const { svg, x, y } = f;
       const plotted = windows.filter((w) => isNum(w.label_coverage)).length;
@@ -1421,8 +1561,9 @@
       const cov = (i) => y(Math.max(0, Math.min(1, windows[i].label_coverage)));
       const series = s("g", { class: "series" });
       for (const run of runs(windows, (w) => w.label_coverage)) {
-        const line = linePath(run, px, cov);
-        const area = `${line}L${px(run[run.length - 1]).toFixed(1)},${y(0).toFixed(1)}L${px(run[0]).toFixed(1)},${y(0).toFixed(1)}Z`;
+        const line = seriesPath(windows, run, x, px, cov);
+        const [left, right] = runEdges(windows, run, x, px);
+        const area = `${line}L${right.toFixed(1)},${y(0).toFixed(1)}L${left.toFixed(1)},${y(0).toFixed(1)}Z`;
         series.append(
           s("path", { class: "area-coverage", d: area }),
           s("path", { class: "line-coverage", d: line }),
