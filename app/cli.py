@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -381,8 +382,65 @@ def compute() -> None:
     typer.echo(
         f"computed {c.computed} windows ({c.retried} re-queued) in {c.seconds:.3f}s; "
         f"evaluated {e.evaluated} monitors ({len(e.fired)} fired, {len(e.resolved)} resolved); "
-        f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry"
+        f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry; "
+        f"retention: {report.retention.predictions} predictions, "
+        f"{report.retention.actuals} actuals deleted"
     )
+
+
+@cli.command("import")
+def import_file(
+    kind: Annotated[str, typer.Argument(help="predictions | actuals")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="the file")
+    ],
+    model: Annotated[str, typer.Option("--model", help="the registered model id")],
+    url: Annotated[str, typer.Option(help="the lossmon server")] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LOSSMON_API_KEY", help="a key with ingest scope")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv | parquet | ndjson (default: from the file name)"),
+    ] = None,
+) -> None:
+    """Send a file's predictions or actuals through the HTTP API in batches (columns named
+    as the JSON fields; segment.<key>, proba.<class>). Safe to re-run. Exits 1 if any
+    record was rejected (each is named by file line or Parquet row, and field)."""
+    from app.client import Client, LossmonError
+    from app.importer import records, sender
+
+    if kind not in ("predictions", "actuals"):
+        typer.echo("lossmon: import what? `predictions` or `actuals`", err=True)
+        raise typer.Exit(2)
+    if fmt is not None and fmt not in ("csv", "parquet", "ndjson"):
+        typer.echo("lossmon: --format must be csv, parquet or ndjson", err=True)
+        raise typer.Exit(2)
+    chosen: Any = fmt or records.detect_format(file)
+
+    def show(rejection: sender.Rejection) -> None:
+        typer.echo(f"{file.name}: {rejection}", err=True)
+
+    try:
+        with Client(url, api_key=api_key) as client:
+            report = sender.import_file(
+                client=client,
+                kind=kind,  # type: ignore[arg-type]
+                model_id=model,
+                path=file,
+                fmt=chosen,
+                on_rejected=show,
+            )
+    except LossmonError as exc:
+        typer.echo(f"lossmon: import stopped: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if report.expired:
+        typer.echo(
+            f"{report.expired} actuals past the model's retention_days were not kept", err=True
+        )
+    typer.echo(report.final_line())
+    if report.rejected:
+        raise typer.Exit(1)
 
 
 @cli.command()
@@ -418,6 +476,142 @@ def demo(
         )
     )
     raise typer.Exit(code)
+
+
+spark_cli = typer.Typer(
+    help="Lake-scale computation on Apache Spark (extra: pip install 'lossmon[spark]').",
+    no_args_is_help=True,
+)
+cli.add_typer(spark_cli, name="spark")
+
+
+def _epoch(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        typer.echo(f"lossmon: {option}: not an RFC 3339 timestamp: {text!r}", err=True)
+        raise typer.Exit(2) from exc
+    if ts.tzinfo is None:
+        typer.echo(f"lossmon: {option}: the timestamp needs an offset (e.g. Z)", err=True)
+        raise typer.Exit(2)
+    return int(ts.timestamp())
+
+
+@spark_cli.command("compute")
+def spark_compute(
+    model: Annotated[str, typer.Option("--model", help="the registered model id")],
+    predictions: Annotated[str, typer.Option(help="prediction log: file, directory or URI")],
+    actuals: Annotated[str, typer.Option(help="label log: file, directory or URI")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="parquet | csv | delta (delta needs delta-spark)")
+    ] = "parquet",
+    columns: Annotated[
+        Path | None, typer.Option(help="TOML file mapping input columns to fields")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="only windows from the one holding this time (RFC 3339)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="only windows starting before this time (RFC 3339)")
+    ] = None,
+    dedup_lookback: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="with --since: seconds of predictions read before it, so an earlier "
+            "duplicate of an id still wins",
+        ),
+    ] = 86_400,
+    url: Annotated[str | None, typer.Option(help="not supported yet: use --database-url")] = None,
+    api_key: Annotated[str | None, typer.Option(help="with --url")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="lossmon's database (default: LOSSMON_DATABASE_URL)"),
+    ] = None,
+    master: Annotated[
+        str | None,
+        typer.Option(
+            help="Spark master, e.g. local[2] or spark://host:7077 (default: as "
+            "spark-submit configured, else local[*])"
+        ),
+    ] = None,
+) -> None:
+    """Compute the model's windows (and slices) in Spark from prediction and label logs,
+    and store them in lossmon as `source: spark` windows (replacing those of the range)."""
+    from app.spark import columns as columns_module
+
+    if url is not None or api_key is not None:
+        typer.echo(
+            "lossmon: spark compute stores through the database for now: pass --database-url "
+            "(or set LOSSMON_DATABASE_URL)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if fmt not in ("parquet", "csv", "delta"):
+        typer.echo("lossmon: --format must be parquet, csv or delta", err=True)
+        raise typer.Exit(2)
+    try:
+        column_map = columns_module.load(columns)
+    except columns_module.ColumnsFileError as exc:
+        typer.echo(f"lossmon: --columns: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    start, end = _epoch(since, "--since"), _epoch(until, "--until")
+    if database_url is not None:
+        os.environ["LOSSMON_DATABASE_URL"] = database_url
+    settings = _settings()
+    _logging(settings)
+    _ensure_schema(settings)
+    try:
+        from app.spark import job, read, session
+    except ImportError as exc:
+        typer.echo(
+            f"lossmon: spark compute needs the spark extra ({exc}): pip install 'lossmon[spark]'",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    inputs = job.Inputs(
+        model_id=model,
+        predictions=predictions,
+        actuals=actuals,
+        fmt=fmt,
+        columns=column_map,
+        since=start,
+        until=end,
+        dedup_lookback=dedup_lookback,
+    )
+    from app.db import create_engine_for, make_sessionmaker, session_scope
+
+    engine = create_engine_for(settings)
+    try:
+        # Before the JVM starts: an unknown model needs no Spark to be refused.
+        with session_scope(make_sessionmaker(engine, readonly=True)) as s:
+            job.check_model(session=s, model_id=model)
+    except job.UnknownModel as exc:
+        engine.dispose()
+        typer.echo(f"lossmon: {exc}; nothing stored", err=True)
+        raise typer.Exit(1) from exc
+    if fmt == "delta" and not session.delta_available():
+        engine.dispose()
+        typer.echo("lossmon: --format delta needs the delta-spark package", err=True)
+        raise typer.Exit(2)
+    spark = session.build(master=master, delta=fmt == "delta")
+    try:
+        report = job.compute(
+            spark, inputs=inputs, factory=make_sessionmaker(engine), top_n=settings.slice_top_n
+        )
+    except (job.UnknownModel, read.SparkInputError, job.ModelChanged) as exc:
+        typer.echo(f"lossmon: {exc}; nothing stored", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+        spark.stop()
+    typer.echo(
+        f"spark: stored {report.windows} windows and {report.slices} slices "
+        f"({report.removed} removed) for {model}; Spark {report.spark_seconds:.1f}s, "
+        f"store {report.store_seconds:.1f}s"
+    )
 
 
 def main() -> None:

@@ -144,6 +144,7 @@ class ActualsResult:
     accepted: int = 0
     matched: int = 0
     pending: int = 0
+    expired: int = 0  # past the model's retention_days with no stored prediction: not kept
 
 
 # --------------------------------------------------------------------------- encoding
@@ -404,7 +405,9 @@ class Client:
     def log_actuals(self, model_id: str, actuals: Iterable[Mapping[str, Any]]) -> ActualsResult:
         """Send ground truth (any number; batched). ``matched`` have a stored prediction,
         ``pending`` not yet (they are joined when it arrives)."""
-        totals = self._ingest(model_id, "actuals", actuals, ("accepted", "matched", "pending"))
+        totals = self._ingest(
+            model_id, "actuals", actuals, ("accepted", "matched", "pending", "expired")
+        )
         return ActualsResult(**totals)
 
     def _ingest(

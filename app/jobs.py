@@ -16,6 +16,7 @@ from app.alerting import service as alerting_service
 from app.config import Settings
 from app.db import session_scope
 from app.notify import delivery
+from app.retention import service as retention_service
 from app.windows import service as window_service
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ class TickReport:
         default_factory=alerting_service.EvaluationReport
     )
     delivery: delivery.DeliveryReport | None = None
+    retention: retention_service.RetentionReport = field(
+        default_factory=retention_service.RetentionReport
+    )
 
 
 def _mark_monitors(session: Session, model_ids: set[str]) -> None:
@@ -70,7 +74,10 @@ def compute_and_evaluate(
         on_written=_mark_monitors,
         pinned_slices=watched.pinned_slices,
     )
-    return TickReport(compute=result, evaluation=evaluate_monitors(factory=factory, clock=clock))
+    evaluation = evaluate_monitors(factory=factory, clock=clock)
+    # After the compute pass (API.md): windows about to expire got their last compute.
+    retention = retention_service.run_retention(factory=factory, clock=clock)
+    return TickReport(compute=result, evaluation=evaluation, retention=retention)
 
 
 def deliver_webhooks(

@@ -28,6 +28,7 @@ from app.observability import router as observability_router
 from app.observability.middleware import PrometheusMiddleware
 from app.registry import router as models_router
 from app.registry.hooks import RegistryHooks
+from app.retention import router as retention_router
 from app.windows import router as windows_router
 from app.windows import service as window_service
 
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     app.include_router(health.router)
     app.include_router(observability_router.router)
     app.include_router(models_router.router)
+    app.include_router(retention_router.router)
     app.include_router(ingestion_router.router)
     app.include_router(windows_router.router)
     app.include_router(alerting_router.router)

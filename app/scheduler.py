@@ -15,9 +15,8 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import jobs
+from app import counters, jobs
 from app.config import Settings
-from app.observability import counters
 
 log = logging.getLogger(__name__)
 

@@ -54,6 +54,7 @@ class ActualRows:
     weights: list[float]
     ts_us: list[int]
     pending: list[bool]
+    window_starts: list[int | None]  # the matched prediction's window; None while pending
 
 
 def _cursor(session: Session) -> Any:
@@ -145,13 +146,15 @@ def upsert_actuals(*, session: Session, model_id: str, rows: ActualRows, receive
             cur.execute(
                 """
                 INSERT INTO actuals (model_id, prediction_id, label, weight, ts_us,
-                                     received_us, pending)
-                SELECT %s, u.pid, u.label, u.weight, u.ts, %s, u.pending
-                FROM unnest(%b::text[], %b::int[], %b::float8[], %b::bigint[], %b::bool[])
-                     AS u(pid, label, weight, ts, pending)
+                                     received_us, pending, window_start)
+                SELECT %s, u.pid, u.label, u.weight, u.ts, %s, u.pending, u.ws
+                FROM unnest(%b::text[], %b::int[], %b::float8[], %b::bigint[], %b::bool[],
+                            %b::bigint[])
+                     AS u(pid, label, weight, ts, pending, ws)
                 ON CONFLICT (model_id, prediction_id) DO UPDATE SET
                     label = EXCLUDED.label, weight = EXCLUDED.weight, ts_us = EXCLUDED.ts_us,
-                    received_us = EXCLUDED.received_us, pending = EXCLUDED.pending
+                    received_us = EXCLUDED.received_us, pending = EXCLUDED.pending,
+                    window_start = EXCLUDED.window_start
                 """,
                 (
                     model_id,
@@ -161,26 +164,29 @@ def upsert_actuals(*, session: Session, model_id: str, rows: ActualRows, receive
                     rows.weights,
                     rows.ts_us,
                     rows.pending,
+                    rows.window_starts,
                 ),
             )
             return
         cur.executemany(
             """
             INSERT INTO actuals (model_id, prediction_id, label, weight, ts_us, received_us,
-                                 pending)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+                                 pending, window_start)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (model_id, prediction_id) DO UPDATE SET
                 label = excluded.label, weight = excluded.weight, ts_us = excluded.ts_us,
-                received_us = excluded.received_us, pending = excluded.pending
+                received_us = excluded.received_us, pending = excluded.pending,
+                window_start = excluded.window_start
             """,
             [
-                (model_id, pid, lab, w, ts, received_us, int(p))
-                for pid, lab, w, ts, p in zip(
+                (model_id, pid, lab, w, ts, received_us, int(p), ws)
+                for pid, lab, w, ts, p, ws in zip(
                     rows.prediction_ids,
                     rows.labels,
                     rows.weights,
                     rows.ts_us,
                     rows.pending,
+                    rows.window_starts,
                     strict=True,
                 )
             ],

@@ -53,8 +53,13 @@ class Actual(Base):
     # prediction insert may commit just after us; the compute pass sweeps pending
     # actuals, so the join is never missed (see windows.service.sweep_pending_actuals).
     pending: Mapped[bool] = mapped_column(Boolean)
+    # The matched prediction's window (NULL while pending). Recomputing a window then
+    # reads its actuals by this index, never the whole table (bench/scale.py), and
+    # retention deletes them by window like the predictions.
+    window_start: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
+        Index("ix_actuals_model_window", "model_id", "window_start"),
         Index(
             "ix_actuals_pending",
             "model_id",

@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter
 
+from app import counters as observability_counters
 from app.api import responses
 from app.api.deps import Ingest, SessionDep, SettingsDep
 from app.api.errors import ApiError, batch_too_large_message
@@ -16,7 +17,6 @@ from app.ingestion.schemas import (
     IngestPredictionsOut,
     PredictionBatch,
 )
-from app.observability import counters as observability_counters
 from app.registry import service as model_service
 from app.registry.router import ModelId
 
@@ -76,7 +76,10 @@ def post_actuals(
         now_us=_now_us(),
         max_future_s=settings.max_future_s,
     )
-    observability_counters.record_actuals(model.id, result.matched, result.pending)
+    observability_counters.record_actuals(model.id, result.matched, result.pending, result.expired)
     return IngestActualsOut(
-        accepted=result.accepted, matched=result.matched, pending=result.pending
+        accepted=result.accepted,
+        matched=result.matched,
+        pending=result.pending,
+        expired=result.expired,
     )

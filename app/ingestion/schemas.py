@@ -160,6 +160,11 @@ class IngestActualsOut(BaseModel):
     accepted: int
     matched: int = Field(description="have a stored prediction")
     pending: int = Field(description="no stored prediction yet; joined when it arrives")
+    expired: int = Field(
+        default=0,
+        description="not kept: the actual's timestamp is older than the model's "
+        "retention_days and its prediction is not stored (accepted + expired = sent)",
+    )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

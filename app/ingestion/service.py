@@ -20,6 +20,7 @@ from app.errors import Invalid, item_error
 from app.ingestion import bulk, time_bounds
 from app.ingestion.models import Actual, Prediction
 from app.ingestion.schemas import ActualIn, PredictionIn, as_utc_micros
+from app.registry import horizon
 from app.registry.models import MonitoredModel
 from app.windows import dirty
 
@@ -35,6 +36,7 @@ class ActualResult:
     accepted: int
     matched: int
     pending: int
+    expired: int = 0
 
 
 def window_start_of(ts_us: int, window_seconds: int) -> int:
@@ -231,18 +233,40 @@ def ingest_actuals(
         last[item.prediction_id] = i  # last write wins, also within a batch
     ids = sorted(last)
     found = bulk.find_predictions(session=session, model_id=model.id, prediction_ids=ids)
-    picked = [last[pid] for pid in ids]
+    ts_of = {
+        pid: as_utc_micros(t) if (t := items[i].timestamp) else now_us for pid, i in last.items()
+    }
+    # Past the model's retention with no stored prediction: it could never be joined
+    # (its prediction would be past retention too), so it is not kept (API.md "expired").
+    expired_ids = {
+        pid
+        for pid in ids
+        if pid not in found
+        and horizon.actual_expired(
+            ts_us=ts_of[pid], now_us=now_us, retention_days=model.retention_days
+        )
+    }
+    kept = [pid for pid in ids if pid not in expired_ids]
+    picked = [last[pid] for pid in kept]
     rows = bulk.ActualRows(
-        prediction_ids=ids,
+        prediction_ids=kept,
         labels=[labels[i] for i in picked],
         weights=[items[i].weight for i in picked],
-        ts_us=[as_utc_micros(t) if (t := items[i].timestamp) else now_us for i in picked],
-        pending=[pid not in found for pid in ids],
+        ts_us=[ts_of[pid] for pid in kept],
+        pending=[pid not in found for pid in kept],
+        window_starts=[found.get(pid) for pid in kept],
     )
-    bulk.upsert_actuals(session=session, model_id=model.id, rows=rows, received_us=now_us)
+    if kept:
+        bulk.upsert_actuals(session=session, model_id=model.id, rows=rows, received_us=now_us)
     dirty.mark_dirty(session=session, model_id=model.id, window_starts=found.values())
     matched = sum(1 for item in items if item.prediction_id in found)
-    return ActualResult(accepted=len(items), matched=matched, pending=len(items) - matched)
+    expired = sum(1 for item in items if item.prediction_id in expired_ids)
+    return ActualResult(
+        accepted=len(items) - expired,
+        matched=matched,
+        pending=len(items) - matched - expired,
+        expired=expired,
+    )
 
 
 def has_data(session: Session, model_id: str) -> bool:

@@ -16,10 +16,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import counters
 from app.alerting.models import Alert, Monitor
 from app.notify.models import WebhookDelivery
-from app.observability import counters
 from app.registry.models import MonitoredModel
+from app.retention import service as retention_service
 from app.windows import record
 from app.windows.models import DirtyWindow, WindowChange, WindowMetric
 
@@ -67,6 +68,7 @@ class Snapshot:
     oldest_pending_age_s: float = 0.0
     backlog: dict[str, int] = field(default_factory=dict)
     firing: dict[str, int] = field(default_factory=dict)
+    rows_kept: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _rows_at(session: Session, latest: Any) -> list[dict[str, Any]]:
@@ -186,6 +188,7 @@ def read_snapshot(session: Session) -> Snapshot:
         oldest_pending_age_s=oldest_pending_age(session, now),
         backlog=backlog(session),
         firing=firing_alerts(session),
+        rows_kept=retention_service.rows_kept(session),
     )
 
 
@@ -212,6 +215,12 @@ def _families() -> dict[str, GaugeMetricFamily]:
     )
     fams["lossmon_alerts_firing"] = GaugeMetricFamily(
         "lossmon_alerts_firing", "Alerts currently firing, per model.", labels=["model"]
+    )
+    fams["lossmon_rows_kept"] = GaugeMetricFamily(
+        "lossmon_rows_kept",
+        "Raw rows stored per model (kind: predictions, actuals) as of the last compute "
+        "pass; retention_days bounds them.",
+        labels=["model", "kind"],
     )
     return fams
 
@@ -305,4 +314,7 @@ class DatabaseCollector(Collector):
             fams["lossmon_outbox_deliveries"].add_metric([status], snapshot.outbox[status])
         for model, count in sorted(snapshot.firing.items()):
             fams["lossmon_alerts_firing"].add_metric([model], count)
+        for model, (predictions, actuals) in sorted(snapshot.rows_kept.items()):
+            fams["lossmon_rows_kept"].add_metric([model, "predictions"], predictions)
+            fams["lossmon_rows_kept"].add_metric([model, "actuals"], actuals)
         yield from fams.values()

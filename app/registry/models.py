@@ -22,5 +22,7 @@ class MonitoredModel(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     reference_base_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
     clip_eps: Mapped[float] = mapped_column(Float, default=1e-15)
+    # Raw rows of windows that ended longer ago are deleted (app/retention); None: keep.
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -90,6 +90,14 @@ class ModelIn(BaseModel):
         json_schema_extra={"deprecated": True},
     )
     clip_eps: float = Field(default=1e-15, gt=0, lt=0.5, strict=True, allow_inf_nan=False)
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        strict=True,
+        description="delete raw predictions and actuals of windows that ended longer ago "
+        "(window metrics are kept); null: keep forever",
+    )
 
     @field_validator("window")
     @classmethod
@@ -125,6 +133,7 @@ class ModelOut(BaseModel):
     classes: list[str] | None
     reference_base_rate: float | None
     clip_eps: float
+    retention_days: int | None = None
     created_at: datetime
     updated_at: datetime
 

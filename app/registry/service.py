@@ -26,6 +26,7 @@ def to_out(m: MonitoredModel) -> ModelOut:
         classes=m.classes,
         reference_base_rate=m.reference_base_rate,
         clip_eps=m.clip_eps,
+        retention_days=m.retention_days,
         created_at=m.created_at,
         updated_at=m.updated_at,
     )
@@ -69,6 +70,7 @@ def upsert_model(
             description=body.description,
             reference_base_rate=body.reference_base_rate,
             clip_eps=body.clip_eps,
+            retention_days=body.retention_days,
             created_at=now,
             updated_at=now,
         )

@@ -53,6 +53,11 @@ class DirtyWindow(Base):
     leased_until_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+# Window sources (which path computed a row): see record.FIELDS "source".
+DATABASE = record.DATABASE
+SPARK = record.SPARK
+
+
 if TYPE_CHECKING:
 
     class MetricColumns:
@@ -60,6 +65,7 @@ if TYPE_CHECKING:
 
         window_end: Mapped[int]
         computed_at: Mapped[datetime]
+        source: Mapped[str]
 
         def __getattr__(self, name: str) -> Any: ...
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -42,17 +43,50 @@ class JoinedRows:
         )
 
 
-def _select(pg: bool, *, multiclass: bool, with_slices: bool) -> str:
+def _select(pg: bool, *, multiclass: bool, with_slices: bool, on_actuals: str) -> str:
     # Cast JSON to text on PostgreSQL: psycopg would otherwise parse every row's JSON
     # into Python objects; the text is parsed once per distinct value (or in one call).
     cast = "::text" if pg else ""
     value = f"p.probabilities{cast}" if multiclass else "p.score"
     extra = f", p.model_version, p.segments{cast}" if with_slices else ""
+    # The actuals side is restricted by its own (model_id, window_start) index with the
+    # same window bounds as the predictions: the planner then joins the two windows'
+    # rows, never a scan of every actual of the model (issue 13: a hash join over all
+    # actuals made a late label cost grow with history).
     return (
         f"SELECT p.window_start, a.label, a.weight, {value}{extra} FROM predictions p "
-        "LEFT JOIN actuals a ON a.model_id = p.model_id AND a.prediction_id = p.prediction_id "
+        "LEFT JOIN actuals a ON a.model_id = {ph} AND a.prediction_id = p.prediction_id "
+        f"AND a.window_start = p.window_start {on_actuals}"
         "WHERE p.model_id = {ph}"
     )
+
+
+def _window_bounds(
+    pg: bool,
+    alias: str,
+    *,
+    window_starts: Sequence[int] | None,
+    start: int | None,
+    end: int | None,
+) -> tuple[list[str], list[object]]:
+    """SQL conditions (and their parameters) on `alias`.window_start."""
+    ph = "%s" if pg else "?"
+    sql: list[str] = []
+    params: list[object] = []
+    if window_starts is not None:
+        if pg:
+            sql.append(f"AND {alias}.window_start = ANY(%b::bigint[])")
+            params.append([int(w) for w in window_starts])
+        else:
+            sql.append(f"AND {alias}.window_start IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps([int(w) for w in window_starts]))
+    if start is not None:
+        sql.append(f"AND {alias}.window_start >= {ph}")
+        params.append(start)
+    if end is not None:
+        sql.append(f"AND {alias}.window_start < {ph}")
+        params.append(end)
+    return sql, params
 
 
 def parse_probabilities(texts: Sequence[str], n: int) -> np.ndarray:
@@ -60,6 +94,45 @@ def parse_probabilities(texts: Sequence[str], n: int) -> np.ndarray:
 
     One json.loads over the joined rows runs in C; a loads() per row would not."""
     return np.array(json.loads("[" + ",".join(texts) + "]"), dtype=np.float64).reshape(n, -1)
+
+
+def joined_sql(
+    *,
+    pg: bool,
+    model_id: str,
+    window_starts: Sequence[int] | None,
+    start: int | None,
+    end: int | None,
+    model_version: str | None,
+    segments: Sequence[tuple[str, str]],
+    multiclass: bool,
+    with_slices: bool,
+) -> tuple[str, tuple[object, ...]]:
+    """The joined read as one statement and its parameters (bench/scale.py EXPLAINs it)."""
+    ph = "%s" if pg else "?"
+    on_actuals, actual_params = _window_bounds(
+        pg, "a", window_starts=window_starts, start=start, end=end
+    )
+    on_predictions, params = _window_bounds(
+        pg, "p", window_starts=window_starts, start=start, end=end
+    )
+    select = _select(
+        pg, multiclass=multiclass, with_slices=with_slices, on_actuals=" ".join(on_actuals) + " "
+    )
+    sql = [select.format(ph=ph), *on_predictions]
+    params = [model_id, *actual_params, model_id, *params]
+    if model_version is not None:
+        sql.append(f"AND p.model_version = {ph}")
+        params.append(model_version)
+    for key, value in segments:
+        # Keys are validated to [A-Za-z0-9_.-] at ingest, values are bound parameters.
+        if pg:
+            sql.append("AND (p.segments ->> %s) = %s")
+            params.extend([key, value])
+        else:
+            sql.append("AND json_extract(p.segments, ?) = ?")
+            params.extend([f'$."{key}"', value])
+    return " ".join(sql), tuple(params)
 
 
 def read_joined(
@@ -75,37 +148,33 @@ def read_joined(
     with_slices: bool = False,
 ) -> JoinedRows:
     pg = is_postgres(session)
-    ph = "%s" if pg else "?"
-    sql = [_select(pg, multiclass=multiclass, with_slices=with_slices).format(ph=ph)]
-    params: list[object] = [model_id]
-    if window_starts is not None:
-        if pg:
-            sql.append("AND p.window_start = ANY(%b::bigint[])")
-            params.append([int(w) for w in window_starts])
-        else:
-            sql.append("AND p.window_start IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps([int(w) for w in window_starts]))
-    if start is not None:
-        sql.append(f"AND p.window_start >= {ph}")
-        params.append(start)
-    if end is not None:
-        sql.append(f"AND p.window_start < {ph}")
-        params.append(end)
-    if model_version is not None:
-        sql.append(f"AND p.model_version = {ph}")
-        params.append(model_version)
-    for key, value in segments:
-        # Keys are validated to [A-Za-z0-9_.-] at ingest, values are bound parameters.
-        if pg:
-            sql.append("AND (p.segments ->> %s) = %s")
-            params.extend([key, value])
-        else:
-            sql.append("AND json_extract(p.segments, ?) = ?")
-            params.extend([f'$."{key}"', value])
-    cur = session.connection().connection.cursor()
+    sql, params = joined_sql(
+        pg=pg,
+        model_id=model_id,
+        window_starts=window_starts,
+        start=start,
+        end=end,
+        model_version=model_version,
+        segments=segments,
+        multiclass=multiclass,
+        with_slices=with_slices,
+    )
+    cur: Any = session.connection().connection.cursor()
     try:
-        cur.execute(" ".join(sql), tuple(params))
-        rows = cur.fetchall()
+        if pg:
+            # No nested loop: with stale or missing statistics (a table just bulk
+            # loaded) the planner may loop over one window's actuals per prediction.
+            # A hash or merge join of the two window-bounded sides costs what the
+            # windows hold, whatever the history. Never a prepared statement either:
+            # its generic plan (psycopg prepares after 5 runs) cannot see how few
+            # windows are asked for and may scan everything.
+            cur.execute("SET LOCAL enable_nestloop = off")
+            cur.execute(sql, params, prepare=False)
+            rows = cur.fetchall()
+            cur.execute("RESET enable_nestloop")
+        else:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
     finally:
         cur.close()
     n = len(rows)

@@ -19,10 +19,10 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
-from sqlalchemy import JSON, BigInteger, Float, Integer
+from sqlalchemy import JSON, BigInteger, Float, Integer, String
 from sqlalchemy.orm import InstrumentedAttribute, mapped_column
 from sqlalchemy.types import TypeEngine
 
@@ -30,6 +30,10 @@ from app.db import UTCDateTime
 from app.metrics import WindowStats
 
 Classes = Sequence[str] | None
+
+# Which path computed a window (API.md "Lake-scale computation on Apache Spark").
+DATABASE = "database"
+SPARK = "spark"
 
 
 class ReliabilityBin(BaseModel):
@@ -69,7 +73,7 @@ def _reliability(stats: WindowStats, classes: Classes) -> Any:
 class WindowField:
     name: str
     annotation: Any  # its type in the API (WindowOut)
-    column: type[TypeEngine[Any]]  # Integer, Float or JSON
+    column: type[TypeEngine[Any]] | TypeEngine[Any]  # Integer, Float, JSON, String(n)
     description: str | None = None
     # Nullable in the API and the table; `optional` fields may also be absent in input.
     nullable: bool = True
@@ -78,6 +82,10 @@ class WindowField:
     gauge: tuple[str, str] | None = None
     # From the computed stats; default: the WindowStats attribute of the same name.
     value: Callable[[WindowStats, Classes], Any] | None = None
+    # Not a metric but where the row came from: set by the producer (stored_values'
+    # `source`), listed after computed_at in the API, defaulted in the table.
+    provenance: bool = False
+    default: Any = None
 
     @property
     def is_json(self) -> bool:
@@ -183,6 +191,17 @@ FIELDS: tuple[WindowField, ...] = (
             "log_loss - expected_log_loss of the latest window (> 0: worse than it expects).",
         ),
     ),
+    WindowField(
+        "source",
+        Literal["database", "spark"],
+        String(16),
+        "which path computed the window: the service's compute pass over its "
+        "database, or `lossmon spark compute` over lake files",
+        nullable=False,
+        optional=True,
+        provenance=True,
+        default=DATABASE,
+    ),
 )
 
 NAMES = tuple(f.name for f in FIELDS)
@@ -201,6 +220,7 @@ def stored_values(
     stats: WindowStats,
     now: datetime,
     classes: Classes = None,
+    source: str = DATABASE,
 ) -> dict[str, object]:
     """A computed window as the row stored (whole model or, plus its slice keys, a slice)."""
     values: dict[str, object] = {
@@ -209,8 +229,11 @@ def stored_values(
         "window_end": window_start + window_seconds,
     }
     for f in FIELDS:
+        if f.provenance:
+            continue
         values[f.name] = getattr(stats, f.name) if f.value is None else f.value(stats, classes)
     values["computed_at"] = now
+    values["source"] = source
     return values
 
 
@@ -219,7 +242,14 @@ def column_mixin() -> type[Any]:
     mixin built from FIELDS; the migrations must create the same columns)."""
     attrs: dict[str, Any] = {
         "window_end": mapped_column(BigInteger, nullable=False),
-        **{f.name: mapped_column(f.column, nullable=f.nullable) for f in FIELDS},
+        **{
+            f.name: mapped_column(
+                f.column,
+                nullable=f.nullable,
+                server_default=f.default if f.provenance else None,
+            )
+            for f in FIELDS
+        },
         "computed_at": mapped_column(UTCDateTime(), nullable=False),
     }
     return type("MetricColumns", (), attrs)
@@ -229,9 +259,13 @@ def window_out_model() -> type[BaseModel]:
     """WindowOut, the documented window object of GET .../metrics."""
     definitions: dict[str, Any] = {"start": (datetime, ...), "end": (datetime, ...)}
     for f in FIELDS:
-        default: Any = None if f.optional else ...
-        definitions[f.name] = (f.annotation, Field(default, description=f.description))
+        if not f.provenance:
+            default: Any = None if f.optional else ...
+            definitions[f.name] = (f.annotation, Field(default, description=f.description))
     definitions["computed_at"] = (datetime, ...)
+    for f in FIELDS:
+        if f.provenance:
+            definitions[f.name] = (f.annotation, Field(f.default, description=f.description))
     model: type[BaseModel] = create_model("WindowOut", **definitions)
     return model
 

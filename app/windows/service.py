@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import is_postgres, session_scope
+from app.registry import horizon
 from app.registry.models import MonitoredModel
 from app.windows import dirty, history_json, slice_store
-from app.windows.models import WindowMetric
+from app.windows.models import SPARK, WindowMetric
 from app.windows.reader import read_joined
 from app.windows.values import compute_stats, metric_values
 
@@ -49,7 +50,8 @@ def sweep_pending_actuals(*, session: Session) -> int:
     if is_postgres(session):
         rows = session.execute(
             text(
-                "UPDATE actuals AS a SET pending = false FROM predictions AS p "
+                "UPDATE actuals AS a SET pending = false, window_start = p.window_start "
+                "FROM predictions AS p "
                 "WHERE a.pending AND p.model_id = a.model_id "
                 "AND p.prediction_id = a.prediction_id "
                 "RETURNING a.model_id, p.window_start"
@@ -67,7 +69,10 @@ def sweep_pending_actuals(*, session: Session) -> int:
         if rows:
             session.execute(
                 text(
-                    "UPDATE actuals SET pending = 0 WHERE pending AND EXISTS (SELECT 1 "
+                    "UPDATE actuals SET pending = 0, window_start = (SELECT p.window_start "
+                    "FROM predictions AS p WHERE p.model_id = actuals.model_id "
+                    "AND p.prediction_id = actuals.prediction_id) "
+                    "WHERE pending AND EXISTS (SELECT 1 "
                     "FROM predictions AS p WHERE p.model_id = actuals.model_id "
                     "AND p.prediction_id = actuals.prediction_id)"
                 )
@@ -81,7 +86,7 @@ def sweep_pending_actuals(*, session: Session) -> int:
     )
 
 
-def _write_metrics(*, session: Session, values: list[dict[str, object]]) -> None:
+def write_metrics(*, session: Session, values: list[dict[str, object]]) -> None:
     if not values:
         return
     insert = postgresql.insert if is_postgres(session) else sqlite.insert
@@ -94,11 +99,27 @@ def _write_metrics(*, session: Session, values: list[dict[str, object]]) -> None
     session.execute(stmt)
 
 
+def _spark_windows(
+    *, session: Session, windows: Collection[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    if not windows:
+        return set()
+    rows = session.execute(
+        select(WindowMetric.model_id, WindowMetric.window_start).where(
+            tuple_(WindowMetric.model_id, WindowMetric.window_start).in_(sorted(windows)),
+            WindowMetric.source == SPARK,
+        )
+    ).all()
+    return {(m, ws) for m, ws in rows}
+
+
 @dataclass
 class _Computed:
     values: list[dict[str, object]] = field(default_factory=list)
     slices: list[dict[str, object]] = field(default_factory=list)
     empty: list[tuple[str, int]] = field(default_factory=list)  # no predictions any more
+    # past retention: metrics and slices stay as they are
+    retired: list[tuple[str, int]] = field(default_factory=list)
 
 
 class PinnedSlices(Protocol):
@@ -124,9 +145,26 @@ def _compute_claims(
     for c in claims:
         by_model[c.model_id].append(c.window_start)
     out = _Computed()
-    for model_id, starts in by_model.items():
+    now_s = int(now.timestamp())
+    for model_id, all_starts in by_model.items():
         model = session.get(MonitoredModel, model_id)
         if model is None:  # deleted meanwhile; its rows cascade away
+            continue
+        # A window past retention keeps the metrics it has: its raw rows are (being)
+        # deleted, so recomputing it could only lose information.
+        starts = [
+            ws
+            for ws in all_starts
+            if not horizon.window_expired(
+                window_start=ws,
+                now_s=now_s,
+                retention_days=model.retention_days,
+                window_seconds=model.window_seconds,
+            )
+        ]
+        kept = set(starts)
+        out.retired.extend((model_id, ws) for ws in all_starts if ws not in kept)
+        if not starts:
             continue
         rows = read_joined(
             session=session,
@@ -139,7 +177,10 @@ def _compute_claims(
         for ws in starts:
             st = stats.get(ws)
             if st is None or st.predictions == 0:
-                out.empty.append((model_id, ws))
+                # With retention, an empty window is one retention emptied after our
+                # horizon check (another worker's later clock): keep its metrics.
+                target = out.retired if model.retention_days is not None else out.empty
+                target.append((model_id, ws))
                 continue
             out.values.append(
                 metric_values(
@@ -217,13 +258,20 @@ def compute_pass(
             dirty.fold(session=session)
         with session_scope(factory) as session:
             held = dirty.lock_own_claims(session=session, token=token, claims=claims)
-            values = [v for v in computed.values if (v["model_id"], v["window_start"]) in held]
-            empty = [k for k in computed.empty if k in held]
-            _write_metrics(session=session, values=values)
-            slice_rows = [v for v in computed.slices if (v["model_id"], v["window_start"]) in held]
+            # A window Spark computed is owned by `lossmon spark compute`: its claim
+            # settles, its rows stay.
+            spark = _spark_windows(session=session, windows=held)
+            writable = {k for k in held if k not in spark}
+            values = [v for v in computed.values if (v["model_id"], v["window_start"]) in writable]
+            empty = [k for k in computed.empty if k in writable]
+            write_metrics(session=session, values=values)
+            slice_rows = [
+                v for v in computed.slices if (v["model_id"], v["window_start"]) in writable
+            ]
+            retired = set(computed.retired)
             slice_store.replace_slices(
                 session=session,
-                windows=sorted(held),
+                windows=sorted(k for k in writable if k not in retired),
                 values=slice_rows,
             )
             if empty:

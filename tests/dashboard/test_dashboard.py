@@ -237,6 +237,7 @@ def test_dashboard_in_a_browser(db: Db, live: Server, receiver: Receiver) -> Non
             inside = [i for i, x in enumerate(centers) if left < x < right]
             assert inside == [5, 6]
             expect(page.get_by_test_id("monitor-row")).to_have_count(1)
+            expect(page.get_by_test_id("rows-kept")).to_contain_text("kept forever")
             alert_row = page.get_by_test_id("alert-row")
             expect(alert_row).to_have_count(1)
             expect(

@@ -68,7 +68,7 @@ def test_late_actuals_update_only_their_windows(
     first_two = sorted(windows_of(rows))[:2]
     early = [r for r in labeled(rows) if window_of(r.ts) in first_two]
     out = post_actuals(client, m, early)
-    assert out == {"accepted": len(early), "matched": len(early), "pending": 0}
+    assert out == {"accepted": len(early), "matched": len(early), "pending": 0, "expired": 0}
     res = compute(db)
     assert res.computed == 2
     assert db.pending_windows() == 0
@@ -100,7 +100,7 @@ def test_actuals_before_predictions_are_pending_then_joined(
     random.Random(2).shuffle(lab)
     # Every actual first: none has a prediction yet.
     out = post_actuals(client, m, lab)
-    assert out == {"accepted": len(lab), "matched": 0, "pending": len(lab)}
+    assert out == {"accepted": len(lab), "matched": 0, "pending": len(lab), "expired": 0}
     res = compute(db)
     assert (res.computed, res.swept_windows) == (0, 0)
     assert api_windows(client, m) == {}  # a window is reported once it has a prediction
@@ -118,7 +118,7 @@ def test_actuals_before_predictions_are_pending_then_joined(
     mixed = [r for r in shuffled if r.label is not None][:40]
     out = post_actuals(client, m, mixed)
     n_matched = sum(1 for r in mixed if r in half)
-    assert out == {"accepted": 40, "matched": n_matched, "pending": 40 - n_matched}
+    assert out == {"accepted": 40, "matched": n_matched, "pending": 40 - n_matched, "expired": 0}
 
     post_predictions(client, m, rest)
     compute(db)
@@ -140,7 +140,7 @@ def test_duplicate_actuals_and_predictions_change_nothing(
 
     # The same actuals again (also twice within one batch), and the same predictions.
     out = post_actuals(client, m, lab + lab[:10])
-    assert out == {"accepted": len(lab) + 10, "matched": len(lab) + 10, "pending": 0}
+    assert out == {"accepted": len(lab) + 10, "matched": len(lab) + 10, "pending": 0, "expired": 0}
     assert post_predictions(client, m, rows) == {"accepted": 0, "duplicates": len(rows)}
     compute(db)
     again = assert_api_matches(client, m, rows)
@@ -168,7 +168,12 @@ def test_corrected_actuals_recompute_their_window(
     reweighted = [replace(r, weight=r.weight * 2.5 + 0.25) for r in in_target[5:12]]
     corrections = flipped + reweighted
     out = post_actuals(client, m, corrections)
-    assert out == {"accepted": len(corrections), "matched": len(corrections), "pending": 0}
+    assert out == {
+        "accepted": len(corrections),
+        "matched": len(corrections),
+        "pending": 0,
+        "expired": 0,
+    }
     res = compute(db)
     assert res.computed == 1
 
@@ -191,6 +196,7 @@ def test_corrected_actuals_recompute_their_window(
         "accepted": 2,
         "matched": 2,
         "pending": 0,
+        "expired": 0,
     }
     compute(db)
     fixed[r0.pid] = replace(r0, label=0, weight=0.5)
@@ -214,7 +220,12 @@ def test_actuals_join_only_their_own_models_predictions(client: TestClient, db: 
     rows = make_rows(np.random.default_rng(5), n=30, windows=2, labeled_frac=1.0)
     post_predictions(client, other, rows)
     # Same prediction ids, but for model m: nothing to join with yet.
-    assert post_actuals(client, m, rows) == {"accepted": 30, "matched": 0, "pending": 30}
+    assert post_actuals(client, m, rows) == {
+        "accepted": 30,
+        "matched": 0,
+        "pending": 30,
+        "expired": 0,
+    }
     res = compute(db)
     assert (res.computed, res.swept_windows) == (2, 0)
     assert_api_matches(client, other, without_labels(rows))
@@ -277,7 +288,12 @@ def test_pending_sweep_joins_actual_stored_before_its_prediction(
     before = assert_api_matches(client, m, rows)
 
     # The actual is stored as pending (its prediction is not visible yet) ...
-    assert post_actuals(client, m, [late]) == {"accepted": 1, "matched": 0, "pending": 1}
+    assert post_actuals(client, m, [late]) == {
+        "accepted": 1,
+        "matched": 0,
+        "pending": 1,
+        "expired": 0,
+    }
     assert db.pending_windows() == 0
     # ... and the prediction lands without a dirty mark of its own.
     _insert_prediction_unmarked(db, m, late)
@@ -317,6 +333,7 @@ def test_pending_sweep_after_window_computed_without_the_label(client: TestClien
                 prediction_ids=[r0.pid],
                 labels=[int(r0.label or 0)],
                 weights=[r0.weight],
+                window_starts=[None],
                 ts_us=[r0.ts * 1_000_000],
                 pending=[True],
             ),

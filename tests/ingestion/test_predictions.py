@@ -242,5 +242,5 @@ def test_actuals_accept_bool_labels_and_count_matched_and_pending(
             ]
         },
     )
-    assert r.json() == {"accepted": 3, "matched": 2, "pending": 1}
+    assert r.json() == {"accepted": 3, "matched": 2, "pending": 1, "expired": 0}
     assert db.count("actuals") == 3

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.observability import counters
+from app import counters
 from tests.conftest import Db
 from tests.observability.test_metrics_endpoint import (
     _alert_with_deliveries,

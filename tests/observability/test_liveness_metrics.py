@@ -16,8 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import devserver
-from app.observability import counters
+from app import counters, devserver
 from tests.conftest import Db
 from tests.notify.conftest import TEST_KEY
 from tests.observability.test_metrics_endpoint import (

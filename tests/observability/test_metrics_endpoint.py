@@ -14,14 +14,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
-from app import jobs
+from app import counters, jobs
 from app.alerting.models import Alert, Monitor
 from app.auth import service as auth_service
 from app.db import session_scope
 from app.ingestion import router as ingestion_router
 from app.main import create_app
 from app.notify.models import WebhookDelivery
-from app.observability import counters
 from app.observability.middleware import UNMATCHED
 from tests.conftest import Db
 from tests.windows.reference import (
@@ -314,7 +313,7 @@ def _ingestion_router_wired() -> bool:
 
 def test_ingest_counters_count_api_batches(client: TestClient) -> None:
     if not _ingestion_router_wired():
-        pytest.skip("app/ingestion/router.py does not call app.observability.counters yet")
+        pytest.skip("app/ingestion/router.py does not call app.counters yet")
     m = register(client, unique("obs-api"))
     rows = [Row(f"p{i}", T0 + i, 0.5, label=i % 2) for i in range(6)]
     post_predictions(client, m, rows[:4])

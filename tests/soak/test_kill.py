@@ -198,7 +198,7 @@ class Client:
         if acked:
             self.batches["actuals_acked"] += 1
             n = len(items)
-            if r.json() != {"accepted": n, "matched": n, "pending": 0}:
+            if r.json() != {"accepted": n, "matched": n, "pending": 0, "expired": 0}:
                 self.batches["accounting_mismatch"] += 1
         else:
             self.batches["actuals_unacked"] += 1

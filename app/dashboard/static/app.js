@@ -217,6 +217,15 @@
         return `log loss − expected > ${rule.threshold}`;
       case "label_coverage_below":
         return `label coverage < ${fmtPct(Number(rule.threshold))} (after ${rule.grace_windows ?? 1} window(s))`;
+      case "cusum":
+        return (
+          `CUSUM of log loss over reference ` +
+          `(${fmtWhen(rule.reference_start)} – ${fmtWhen(rule.reference_end)}, ` +
+          `k = ${rule.k ?? 0.75}, ` +
+          (rule.h != null
+            ? `h = ${rule.h})`
+            : `false alarms ${fmtPct(Number(rule.false_alarm_rate ?? 0.01))} of windows)`)
+        );
       default:
         return JSON.stringify(rule);
     }
@@ -727,12 +736,17 @@
 
   async function modelView(id) {
     const start = isoSeconds(Date.now() - state.rangeDays * DAY);
-    const [model, history, monitorList, alertList, firingList] = await Promise.all([
+    const [model, history, monitorList, alertList, firingList, storage] = await Promise.all([
       api(modelPath(id)),
       apiAll(`${modelPath(id)}/metrics`, { start }, "windows"),
       api(`${modelPath(id)}/monitors`),
       api("/v1/alerts", { model_id: id, limit: 200 }),
       api("/v1/alerts", { model_id: id, state: "firing" }),
+      // Raw rows kept (retention); a server without the endpoint just shows a dash.
+      api(`${modelPath(id)}/storage`).catch((err) => {
+        if (isAuthError(err)) throw err;
+        return null;
+      }),
     ]);
     const alerts = alertList.alerts;
     const details = await Promise.all(
@@ -852,6 +866,7 @@
         firingList.alerts.length ? "bad" : "",
         `${monitorList.monitors.length} monitor${monitorList.monitors.length === 1 ? "" : "s"}`,
       ),
+      rowsKeptKpi(storage),
     );
 
     const lossHolder = h("div", { class: "chart", "data-testid": "logloss-chart-holder" });
@@ -907,6 +922,17 @@
         state.charts.push(lossChart(lossHolder, ctx), coverageChart(coverageHolder, ctx));
       },
     };
+  }
+
+  function rowsKeptKpi(storage) {
+    const kept = storage ? storage.predictions_kept.toLocaleString("en-US") : DASH;
+    const foot = !storage
+      ? DASH
+      : `${storage.actuals_kept.toLocaleString("en-US")} actuals; ` +
+        (storage.retention_days ? `retention ${storage.retention_days} d` : "kept forever");
+    const card = kpi("Rows kept", kept, "", foot);
+    card.dataset.testid = "rows-kept";
+    return card;
   }
 
   function latestFoot(latest) {
@@ -967,7 +993,12 @@
               },
               "disabled",
             )
-          : h("span", { class: "mono", title: m.webhook_url }, webhookHost(m.webhook_url));
+          : h(
+              "span",
+              { class: "mono", title: m.webhook_url },
+              (m.webhook_format && m.webhook_format !== "standard" ? `${m.webhook_format}: ` : "") +
+                webhookHost(m.webhook_url),
+            );
       }
       const stateLabel = m.enabled ? m.state.replace("_", " ") : "disabled";
       body.append(

@@ -28,7 +28,8 @@ PREDICTIONS = Counter(
 ACTUALS = Counter(
     "lossmon_ingest_actuals",
     "Actual rows received by the ingest API, by result "
-    "(matched: its prediction is stored; pending: stored, waiting for its prediction).",
+    "(matched: its prediction is stored; pending: stored, waiting for its prediction; "
+    "expired: past the model's retention with no stored prediction, not kept).",
     ["model", "result"],
     registry=None,
 )
@@ -61,8 +62,10 @@ def record_predictions(model_id: str, accepted: int, duplicates: int) -> None:
         PREDICTIONS.labels(model=model_id, result="duplicate").inc(duplicates)
 
 
-def record_actuals(model_id: str, matched: int, pending: int) -> None:
-    """Every actual row is accepted; it is either matched or pending (accepted = sum)."""
+def record_actuals(model_id: str, matched: int, pending: int, expired: int = 0) -> None:
+    """Every actual row is matched, pending (both stored) or expired (not kept)."""
+    if expired:
+        ACTUALS.labels(model=model_id, result="expired").inc(expired)
     if matched:
         ACTUALS.labels(model=model_id, result="matched").inc(matched)
     if pending:
