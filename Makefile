@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute bench-alerts bench-scale bench-spark clean soak
+.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-ingest-single bench-compute bench-alerts bench-scale bench-spark clean soak
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lossmon needs Python 3.11+ (found %s)" % sys.version.split()[0])'
@@ -61,6 +61,11 @@ bench: bench-ingest bench-compute bench-alerts
 
 bench-ingest: $(VENV)/.installed-test
 	$(PY) bench/ingest.py
+
+## Single-prediction POSTs with wrk (apt-get installs it if missing): lossmon serve vs a
+## bare FastAPI + psycopg endpoint, 64 and 8 connections, 20 s each.
+bench-ingest-single: $(VENV)/.installed-test
+	$(PY) bench/ingest_single.py
 
 bench-compute: $(VENV)/.installed-test
 	$(PY) bench/compute.py

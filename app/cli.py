@@ -253,7 +253,15 @@ def serve(
         bool,
         typer.Option("--scheduler/--no-scheduler", help="run the compute scheduler in-process"),
     ] = True,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes (default LOSSMON_WORKERS, else one per CPU on PostgreSQL "
+            "up to 8, 1 on SQLite)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API (and, by default, the scheduler). --workers N runs N API processes."""
     import uvicorn
@@ -280,6 +288,7 @@ def serve(
         "log_config": log_config,
         "timeout_graceful_shutdown": 10,
     }
+    workers = workers or settings.serve_workers()
     if workers == 1:
         uvicorn.run(create_app(settings, run_scheduler=scheduler), **common)
         return

@@ -31,6 +31,10 @@ class Invalid(DomainError):
     """
 
 
+class Unavailable(DomainError):
+    """The request could not be served now and nothing was stored: retry."""
+
+
 def item_error(index: int | None, field: str, message: str) -> dict[str, Any]:
     """One problem with batch item `index` (None: not about an item)."""
     return {"index": index, "field": field, "message": message}

@@ -22,7 +22,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.write_gate import DatabaseBusy
-from app.errors import Conflict, DomainError, Invalid, NotFound, invalid_query, item_error
+from app.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    Unavailable,
+    invalid_query,
+    item_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +55,12 @@ class ApiError(Exception):
 
 
 # The one place domain errors become HTTP statuses (ARCHITECTURE.md, principle 12).
-DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    Unavailable: 503,
+}
 
 # Routers raise the domain form too; kept under the old names for them.
 query_error = invalid_query
@@ -125,7 +138,10 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
         )
 
     async def on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=_domain_status(exc))
+        status = _domain_status(exc)
+        # Nothing was stored: say when to retry.
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(getattr(exc, "headers", None) or {})
