@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute bench-alerts bench-scale clean soak
+.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-ingest-single bench-compute bench-alerts bench-scale bench-spark clean soak
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lossmon needs Python 3.11+ (found %s)" % sys.version.split()[0])'
@@ -17,9 +17,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet -e .
 	@touch $@
 
-# Test tools on top.
+# Test tools on top, and the spark extra: its tests (real local Spark) run in `make test`.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,spark]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -62,6 +62,11 @@ bench: bench-ingest bench-compute bench-alerts
 bench-ingest: $(VENV)/.installed-test
 	$(PY) bench/ingest.py
 
+## Single-prediction POSTs with wrk (apt-get installs it if missing): lossmon serve vs a
+## bare FastAPI + psycopg endpoint, 64 and 8 connections, 20 s each.
+bench-ingest-single: $(VENV)/.installed-test
+	$(PY) bench/ingest_single.py
+
 bench-compute: $(VENV)/.installed-test
 	$(PY) bench/compute.py
 
@@ -72,6 +77,11 @@ bench-scale: $(VENV)/.installed-test
 
 bench-alerts: $(VENV)/.installed-test
 	$(PY) bench/alerts.py
+
+## make bench-spark: 20M predictions + 18M labels as Parquet through `lossmon spark compute`
+## on local[2], a reference Spark job, and the PostgreSQL path on 2M of the same rows.
+bench-spark: $(VENV)/.installed-test
+	$(PY) bench/spark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

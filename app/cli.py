@@ -253,7 +253,15 @@ def serve(
         bool,
         typer.Option("--scheduler/--no-scheduler", help="run the compute scheduler in-process"),
     ] = True,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes (default LOSSMON_WORKERS, else one per CPU on PostgreSQL "
+            "up to 8, 1 on SQLite)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API (and, by default, the scheduler). --workers N runs N API processes."""
     import uvicorn
@@ -280,6 +288,7 @@ def serve(
         "log_config": log_config,
         "timeout_graceful_shutdown": 10,
     }
+    workers = workers or settings.serve_workers()
     if workers == 1:
         uvicorn.run(create_app(settings, run_scheduler=scheduler), **common)
         return
@@ -476,6 +485,142 @@ def demo(
         )
     )
     raise typer.Exit(code)
+
+
+spark_cli = typer.Typer(
+    help="Lake-scale computation on Apache Spark (extra: pip install 'lossmon[spark]').",
+    no_args_is_help=True,
+)
+cli.add_typer(spark_cli, name="spark")
+
+
+def _epoch(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        typer.echo(f"lossmon: {option}: not an RFC 3339 timestamp: {text!r}", err=True)
+        raise typer.Exit(2) from exc
+    if ts.tzinfo is None:
+        typer.echo(f"lossmon: {option}: the timestamp needs an offset (e.g. Z)", err=True)
+        raise typer.Exit(2)
+    return int(ts.timestamp())
+
+
+@spark_cli.command("compute")
+def spark_compute(
+    model: Annotated[str, typer.Option("--model", help="the registered model id")],
+    predictions: Annotated[str, typer.Option(help="prediction log: file, directory or URI")],
+    actuals: Annotated[str, typer.Option(help="label log: file, directory or URI")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="parquet | csv | delta (delta needs delta-spark)")
+    ] = "parquet",
+    columns: Annotated[
+        Path | None, typer.Option(help="TOML file mapping input columns to fields")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="only windows from the one holding this time (RFC 3339)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="only windows starting before this time (RFC 3339)")
+    ] = None,
+    dedup_lookback: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="with --since: seconds of predictions read before it, so an earlier "
+            "duplicate of an id still wins",
+        ),
+    ] = 86_400,
+    url: Annotated[str | None, typer.Option(help="not supported yet: use --database-url")] = None,
+    api_key: Annotated[str | None, typer.Option(help="with --url")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="lossmon's database (default: LOSSMON_DATABASE_URL)"),
+    ] = None,
+    master: Annotated[
+        str | None,
+        typer.Option(
+            help="Spark master, e.g. local[2] or spark://host:7077 (default: as "
+            "spark-submit configured, else local[*])"
+        ),
+    ] = None,
+) -> None:
+    """Compute the model's windows (and slices) in Spark from prediction and label logs,
+    and store them in lossmon as `source: spark` windows (replacing those of the range)."""
+    from app.spark import columns as columns_module
+
+    if url is not None or api_key is not None:
+        typer.echo(
+            "lossmon: spark compute stores through the database for now: pass --database-url "
+            "(or set LOSSMON_DATABASE_URL)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if fmt not in ("parquet", "csv", "delta"):
+        typer.echo("lossmon: --format must be parquet, csv or delta", err=True)
+        raise typer.Exit(2)
+    try:
+        column_map = columns_module.load(columns)
+    except columns_module.ColumnsFileError as exc:
+        typer.echo(f"lossmon: --columns: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    start, end = _epoch(since, "--since"), _epoch(until, "--until")
+    if database_url is not None:
+        os.environ["LOSSMON_DATABASE_URL"] = database_url
+    settings = _settings()
+    _logging(settings)
+    _ensure_schema(settings)
+    try:
+        from app.spark import job, read, session
+    except ImportError as exc:
+        typer.echo(
+            f"lossmon: spark compute needs the spark extra ({exc}): pip install 'lossmon[spark]'",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    inputs = job.Inputs(
+        model_id=model,
+        predictions=predictions,
+        actuals=actuals,
+        fmt=fmt,
+        columns=column_map,
+        since=start,
+        until=end,
+        dedup_lookback=dedup_lookback,
+    )
+    from app.db import create_engine_for, make_sessionmaker, session_scope
+
+    engine = create_engine_for(settings)
+    try:
+        # Before the JVM starts: an unknown model needs no Spark to be refused.
+        with session_scope(make_sessionmaker(engine, readonly=True)) as s:
+            job.check_model(session=s, model_id=model)
+    except job.UnknownModel as exc:
+        engine.dispose()
+        typer.echo(f"lossmon: {exc}; nothing stored", err=True)
+        raise typer.Exit(1) from exc
+    if fmt == "delta" and not session.delta_available():
+        engine.dispose()
+        typer.echo("lossmon: --format delta needs the delta-spark package", err=True)
+        raise typer.Exit(2)
+    spark = session.build(master=master, delta=fmt == "delta")
+    try:
+        report = job.compute(
+            spark, inputs=inputs, factory=make_sessionmaker(engine), top_n=settings.slice_top_n
+        )
+    except (job.UnknownModel, read.SparkInputError, job.ModelChanged) as exc:
+        typer.echo(f"lossmon: {exc}; nothing stored", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+        spark.stop()
+    typer.echo(
+        f"spark: stored {report.windows} windows and {report.slices} slices "
+        f"({report.removed} removed) for {model}; Spark {report.spark_seconds:.1f}s, "
+        f"store {report.store_seconds:.1f}s"
+    )
 
 
 def main() -> None:

@@ -308,10 +308,20 @@ def _notify(session: Session, monitor: Monitor, alert: Alert, kind: str, now: da
         event_type=kind,
         payload=formats.render(fmt, _payload(kind, alert, window or {}), severity=monitor.severity),
         url=formats.target_url(fmt, monitor.webhook_url),
-        secret_enc=monitor.routing_key_enc if fmt == "pagerduty" else monitor.webhook_secret_enc,
+        secret_enc=_delivery_secret(monitor),
         now=now,
         fmt=fmt,
     )
+
+
+def _delivery_secret(monitor: Monitor) -> str | None:
+    """What the sender needs, encrypted: the signing secret (standard) or the routing key
+    (pagerduty); Slack and Alertmanager posts carry no credential."""
+    if monitor.webhook_format == "pagerduty":
+        return monitor.routing_key_enc
+    if monitor.webhook_format == "standard":
+        return monitor.webhook_secret_enc
+    return None
 
 
 def _snapshot(monitor: Monitor) -> dict[str, Any]:

@@ -141,6 +141,18 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
 
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
+    # Here, not at the top: the ingestion service imports this module.
+    from app.ingestion.service import ModelChanged
+
+    async def on_model_changed(request: Request, exc: Exception) -> JSONResponse:
+        # The model was changed again and again while the batch was being stored.
+        return JSONResponse(
+            {"detail": "the model changed while the batch was stored; nothing was stored, retry"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(ModelChanged, on_model_changed)
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, on_db_unavailable)
     app.add_exception_handler(PoolTimeout, on_db_unavailable)

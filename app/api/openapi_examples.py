@@ -170,6 +170,12 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("get", "/v1/models/{model_id}"): {"response": ("200", _MODEL)},
     ("delete", "/v1/models/{model_id}"): {"response": ("204", None)},
+    ("get", "/v1/models/{model_id}/storage"): {
+        "response": (
+            "200",
+            {"model_id": "ctr", "retention_days": 90, "predictions_kept": 10, "actuals_kept": 10},
+        )
+    },
     ("get", "/v1/models"): {
         "response": ("200", {"models": [_MODEL], "next_cursor": "bW9kZWw6Y3Ry"}),
     },

@@ -18,9 +18,14 @@ from sqlalchemy.orm import Session
 from app.api.errors import BatchValidationError, item_error
 from app.ingestion import bulk, time_bounds
 from app.ingestion.schemas import ActualIn, PredictionIn, as_utc_micros
-from app.registry.models import MonitoredModel
+from app.registry.cache import ModelShape
 from app.retention import horizon
 from app.windows import dirty
+
+
+class ModelChanged(Exception):
+    """The model row changed after the batch was validated against it; nothing was
+    written. The caller re-reads the model and tries again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +147,14 @@ def _timestamp_errors(
 def ingest_predictions(
     *,
     session: Session,
-    model: MonitoredModel,
+    model: ModelShape,
     items: Sequence[PredictionIn],
     now_us: int,
     max_future_s: float,
 ) -> PredictionResult:
     probabilities: list[str | None] = [None] * len(items)
     if model.task == "multiclass":
-        probabilities, errors = _multiclass_probabilities(items, model.classes or [])
+        probabilities, errors = _multiclass_probabilities(items, model.classes or ())
     else:
         errors = _check_binary_predictions(items)
     errors += _timestamp_errors(items, now_us=now_us, max_future_s=max_future_s)
@@ -173,10 +178,15 @@ def ingest_predictions(
         model_versions=[p.model_version for p in ordered],
         segments=_segments_json(ordered),
     )
-    accepted, windows = bulk.insert_predictions(
-        session=session, model_id=model.id, rows=rows, received_us=now_us
+    accepted = bulk.insert_predictions(
+        session=session,
+        model_id=model.id,
+        model_version=model.updated_at,
+        rows=rows,
+        received_us=now_us,
     )
-    dirty.mark_dirty(session=session, model_id=model.id, window_starts=windows)
+    if accepted is None:
+        raise ModelChanged(model.id)
     return PredictionResult(accepted=accepted, duplicates=len(items) - accepted)
 
 
@@ -186,12 +196,12 @@ def _binary_label(value: bool | int | str) -> int | None:
     return int(value) if value in (0, 1) else None
 
 
-def _labels(model: MonitoredModel, items: Sequence[ActualIn]) -> list[int]:
+def _labels(model: ModelShape, items: Sequence[ActualIn]) -> list[int]:
     """Stored label per item: 0/1, or the class's index for multiclass."""
     labels: list[int] = []
     errors = []
     if model.task == "multiclass":
-        index = {name: k for k, name in enumerate(model.classes or [])}
+        index = {name: k for k, name in enumerate(model.classes or ())}
         for i, item in enumerate(items):
             k = index.get(item.label) if isinstance(item.label, str) else None
             if k is None:
@@ -216,7 +226,7 @@ def _labels(model: MonitoredModel, items: Sequence[ActualIn]) -> list[int]:
 def ingest_actuals(
     *,
     session: Session,
-    model: MonitoredModel,
+    model: ModelShape,
     items: Sequence[ActualIn],
     now_us: int,
     max_future_s: float,

@@ -1,6 +1,15 @@
 """Pure ASGI middleware: a request counter and a latency histogram labelled by method,
 route TEMPLATE (never the raw path: /v1/models/{model_id}/predictions, not
-/v1/models/ctr/predictions) and status code."""
+/v1/models/ctr/predictions) and status code.
+
+Hand-written rather than prometheus-fastapi-instrumentator or starlette-exporter: both
+default to prometheus_client's process-global registry and name their series and labels
+their own way (`http_requests_total{handler=...}` with statuses grouped as 2xx,
+`starlette_requests_total{path=...}`), while ours live in the app's own registry (several
+apps per process in tests; /metrics shows exactly one app's) under the names the Grafana
+dashboard and the example alert rules already use. Adopting either means renaming series
+users alert on, to save the ~40 lines below (route template for mounts and unmatched
+paths, status 0 for a client that left)."""
 
 from __future__ import annotations
 

@@ -52,6 +52,11 @@ class DirtyWindow(Base):
     leased_until_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+# Window sources.
+DATABASE = "database"
+SPARK = "spark"
+
+
 class MetricColumns:
     """The metric fields of one window, shared by the whole-model and the slice rows."""
 
@@ -77,6 +82,9 @@ class MetricColumns:
     ece: Mapped[float | None] = mapped_column(Float, nullable=True)
     calibration_gap: Mapped[float | None] = mapped_column(Float, nullable=True)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Which path computed the row: "database" (the compute pass) or "spark"
+    # (`lossmon spark compute`); the compute pass never overwrites a spark row.
+    source: Mapped[str] = mapped_column(String(16), server_default=DATABASE)
 
 
 class WindowMetric(MetricColumns, Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,6 +54,11 @@ class WindowOut(BaseModel):
         default=None, description="log_loss − expected_log_loss (> 0: worse than it expects)"
     )
     computed_at: datetime
+    source: Literal["database", "spark"] = Field(
+        default="database",
+        description="which path computed the window: the service's compute pass over its "
+        "database, or `lossmon spark compute` over lake files",
+    )
 
 
 class HistoryOut(BaseModel):

@@ -14,11 +14,11 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, text, tuple_
+from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,7 +27,7 @@ from app.db import is_postgres, session_scope
 from app.registry.models import MonitoredModel
 from app.retention import horizon
 from app.windows import dirty, history_json, slice_store
-from app.windows.models import WindowMetric
+from app.windows.models import SPARK, WindowMetric
 from app.windows.reader import read_joined
 from app.windows.values import compute_stats, metric_values
 
@@ -85,7 +85,7 @@ def sweep_pending_actuals(*, session: Session) -> int:
     )
 
 
-def _write_metrics(*, session: Session, values: list[dict[str, object]]) -> None:
+def write_metrics(*, session: Session, values: list[dict[str, object]]) -> None:
     if not values:
         return
     insert = postgresql.insert if is_postgres(session) else sqlite.insert
@@ -96,6 +96,20 @@ def _write_metrics(*, session: Session, values: list[dict[str, object]]) -> None
         set_={c: stmt.excluded[c] for c in values[0] if c not in keys},
     )
     session.execute(stmt)
+
+
+def _spark_windows(
+    *, session: Session, windows: Collection[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    if not windows:
+        return set()
+    rows = session.execute(
+        select(WindowMetric.model_id, WindowMetric.window_start).where(
+            tuple_(WindowMetric.model_id, WindowMetric.window_start).in_(sorted(windows)),
+            WindowMetric.source == SPARK,
+        )
+    ).all()
+    return {(m, ws) for m, ws in rows}
 
 
 @dataclass
@@ -221,14 +235,20 @@ def compute_pass(
             dirty.fold(session=session)
         with session_scope(factory) as session:
             held = dirty.lock_own_claims(session=session, token=token, claims=claims)
-            values = [v for v in computed.values if (v["model_id"], v["window_start"]) in held]
-            empty = [k for k in computed.empty if k in held]
-            _write_metrics(session=session, values=values)
-            slice_rows = [v for v in computed.slices if (v["model_id"], v["window_start"]) in held]
+            # A window Spark computed is owned by `lossmon spark compute`: its claim
+            # settles, its rows stay.
+            spark = _spark_windows(session=session, windows=held)
+            writable = {k for k in held if k not in spark}
+            values = [v for v in computed.values if (v["model_id"], v["window_start"]) in writable]
+            empty = [k for k in computed.empty if k in writable]
+            write_metrics(session=session, values=values)
+            slice_rows = [
+                v for v in computed.slices if (v["model_id"], v["window_start"]) in writable
+            ]
             retired = set(computed.retired)
             slice_store.replace_slices(
                 session=session,
-                windows=sorted(k for k in held if k not in retired),
+                windows=sorted(k for k in writable if k not in retired),
                 values=slice_rows,
             )
             if empty:

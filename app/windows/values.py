@@ -8,7 +8,7 @@ from datetime import datetime
 import numpy as np
 
 from app.metrics import WindowStats, multiclass_stats_by_group, stats_by_group
-from app.windows.models import MetricColumns
+from app.windows.models import DATABASE, MetricColumns
 from app.windows.reader import JoinedRows
 
 
@@ -56,6 +56,7 @@ def metric_values(
     stats: WindowStats,
     now: datetime,
     classes: Sequence[str] | None = None,
+    source: str = DATABASE,
 ) -> dict[str, object]:
     return {
         "model_id": model_id,
@@ -80,6 +81,7 @@ def metric_values(
         "ece": stats.ece,
         "calibration_gap": stats.calibration_gap,
         "computed_at": now,
+        "source": source,
     }
 
 

@@ -21,6 +21,7 @@ REQUIRED: dict[tuple[str, str], str] = {
     ("GET", "/v1/models"): "read",
     ("GET", "/v1/models/{model_id}"): "read",
     ("DELETE", "/v1/models/{model_id}"): "admin",
+    ("GET", "/v1/models/{model_id}/storage"): "read",
     ("POST", "/v1/models/{model_id}/predictions"): "ingest",
     ("POST", "/v1/models/{model_id}/actuals"): "ingest",
     ("GET", "/v1/models/{model_id}/metrics"): "read",

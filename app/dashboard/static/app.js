@@ -217,6 +217,15 @@
         return `log loss − expected > ${rule.threshold}`;
       case "label_coverage_below":
         return `label coverage < ${fmtPct(Number(rule.threshold))} (after ${rule.grace_windows ?? 1} window(s))`;
+      case "cusum":
+        return (
+          `CUSUM of log loss over reference ` +
+          `(${fmtWhen(rule.reference_start)} – ${fmtWhen(rule.reference_end)}, ` +
+          `k = ${rule.k ?? 0.75}, ` +
+          (rule.h != null
+            ? `h = ${rule.h})`
+            : `false alarms ${fmtPct(Number(rule.false_alarm_rate ?? 0.01))} of windows)`)
+        );
       default:
         return JSON.stringify(rule);
     }
@@ -984,7 +993,12 @@
               },
               "disabled",
             )
-          : h("span", { class: "mono", title: m.webhook_url }, webhookHost(m.webhook_url));
+          : h(
+              "span",
+              { class: "mono", title: m.webhook_url },
+              (m.webhook_format && m.webhook_format !== "standard" ? `${m.webhook_format}: ` : "") +
+                webhookHost(m.webhook_url),
+            );
       }
       const stateLabel = m.enabled ? m.state.replace("_", " ") : "disabled";
       body.append(
