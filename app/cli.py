@@ -369,9 +369,19 @@ def migrate(
 
 
 @cli.command(epilog=_DB_ENV)
-def compute() -> None:
+def compute(
+    max_wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="longest wait, in seconds, for windows other workers are computing",
+        ),
+    ] = 300.0,
+) -> None:
     """Run one scheduler tick now (compute dirty windows, evaluate monitors, send due
-    webhooks), then exit."""
+    webhooks), then exit. When it returns, every window that was dirty at its start is
+    computed: it waits for windows other workers are computing, recomputes what they
+    re-queue and takes over the windows of dead workers. Exit 1 if --max-wait ran out."""
     from app import jobs
     from app.db import create_engine_for, make_sessionmaker
 
@@ -380,21 +390,34 @@ def compute() -> None:
     _ensure_schema(settings)
     engine = create_engine_for(settings)
     try:
-        report = jobs.tick(
+        report = jobs.compute_now(
             settings=settings,
             factory=make_sessionmaker(engine),
             read_factory=make_sessionmaker(engine, readonly=True),
+            max_wait_s=max_wait,
+            progress=lambda line: typer.echo(f"lossmon compute: {line}", err=True),
         )
     finally:
         engine.dispose()
     c, e, d = report.compute, report.evaluation, report.delivery
+    done = c.dirty_at_start - c.unfinished
     typer.echo(
-        f"computed {c.computed} windows ({c.retried} re-queued) in {c.seconds:.3f}s; "
+        f"computed {c.computed} windows ({c.retried} re-queued and recomputed, "
+        f"{c.taken_over} taken over from dead workers) in {c.seconds:.3f}s; "
+        f"waited for {c.waited_for} windows other workers were computing; "
+        f"{done} of {c.dirty_at_start} windows dirty at the start are computed; "
         f"evaluated {e.evaluated} monitors ({len(e.fired)} fired, {len(e.resolved)} resolved); "
         f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry; "
         f"retention: {report.retention.predictions} predictions, "
         f"{report.retention.actuals} actuals deleted"
     )
+    if c.unfinished:
+        typer.echo(
+            f"lossmon compute: {c.unfinished} windows dirty at the start are still being "
+            f"computed elsewhere after --max-wait {max_wait:g}s",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @cli.command("import")
@@ -416,7 +439,8 @@ def import_file(
     """Send a file's predictions or actuals through the HTTP API in batches (columns named
     as the JSON fields; segment.<key>, proba.<class>). Safe to re-run. Exits 1 if any
     record was rejected (each is named by file line or Parquet row, and field)."""
-    from app.client import Client, LossmonError
+    from lossmon import Client, LossmonError
+
     from app.importer import records, sender
 
     if kind not in ("predictions", "actuals"):

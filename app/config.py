@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     compute_interval_s: float = Field(default=60.0, gt=0)
     # How many dirty windows one compute transaction claims.
     compute_batch_windows: int = Field(default=16, ge=1, le=10_000)
-    # A claimed window not finished within this many seconds (crashed worker) is claimable again.
-    compute_lease_s: float = Field(default=300.0, gt=0)
+    # A claimed window's lease: a live pass renews it every quarter of this (heartbeat),
+    # so a window whose pass died (crashed worker) is claimable again within this long.
+    compute_lease_s: float = Field(default=10.0, gt=0)
     # Per window, the model versions and the values of each segment key with the most
     # predictions get precomputed metrics (the rest share one "other" row; filtered
     # queries for those values are computed on demand).

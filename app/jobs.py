@@ -78,6 +78,34 @@ def compute_and_evaluate(
     return TickReport(compute=result, evaluation=evaluation, retention=retention)
 
 
+def compute_now(
+    *,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    read_factory: sessionmaker[Session],
+    max_wait_s: float,
+    progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> TickReport:
+    """`lossmon compute`: a tick whose compute step returns only once every window
+    dirty at its start is computed (bounded by max_wait_s), then monitors, retention
+    and webhooks."""
+    result = window_service.compute_until_done(
+        factory=factory,
+        read_factory=read_factory,
+        settings=settings,
+        max_wait_s=max_wait_s,
+        clock=clock,
+        on_written=_mark_monitors,
+        progress=progress,
+    )
+    evaluation = evaluate_monitors(factory=factory, clock=clock)
+    retention = retention_service.run_retention(factory=factory, clock=clock)
+    report = TickReport(compute=result, evaluation=evaluation, retention=retention)
+    report.delivery = deliver_webhooks(settings=settings, factory=factory, clock=clock)
+    return report
+
+
 def deliver_webhooks(
     *, settings: Settings, factory: sessionmaker[Session], clock: Callable[[], float] = time.time
 ) -> delivery.DeliveryReport:
