@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app import migrate as migrations
+from app import migrate
 from app.config import Settings, load_settings
 
 
@@ -81,16 +81,16 @@ def _ensure_schema(settings: Settings) -> None:
     """SQLite (embedded default) migrates itself; PostgreSQL must be migrated explicitly
     (one `lossmon migrate` per deploy, not a race between N API processes)."""
     if settings.is_sqlite:
-        migrations.upgrade(settings.database_url)
+        migrate.upgrade(settings.database_url)
         return
     from app.db import create_engine_for
 
     engine = create_engine_for(settings)
     try:
-        current = migrations.current_revision(engine)
+        current = migrate.current_revision(engine)
     finally:
         engine.dispose()
-    head = migrations.head_revision()
+    head = migrate.head_revision()
     if current != head:
         typer.echo(
             f"lossmon: database schema is at {current}, this version needs {head}. "
@@ -352,8 +352,8 @@ def worker(
         engine.dispose()
 
 
-@cli.command(epilog=_DB_ENV)
-def migrate(
+@cli.command("migrate", epilog=_DB_ENV)
+def migrate_command(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
     down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION instead")] = False,
 ) -> None:
@@ -362,9 +362,9 @@ def migrate(
     _logging(settings)
     logging.getLogger("alembic").setLevel(logging.INFO)  # here each step is the point
     if down:
-        migrations.downgrade(settings.database_url, revision if revision != "head" else "base")
+        migrate.downgrade(settings.database_url, revision if revision != "head" else "base")
     else:
-        migrations.upgrade(settings.database_url, revision)
+        migrate.upgrade(settings.database_url, revision)
     typer.echo(f"lossmon: schema at {revision if not down else 'downgraded'}", err=True)
 
 

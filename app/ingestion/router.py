@@ -10,10 +10,12 @@ from typing import TypeVar
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import counters as observability_counters
 from app.api import responses
 from app.api.deps import Ingest, SettingsDep, Transaction, TransactionDep
-from app.api.errors import ApiError, BatchValidationError, batch_too_large_message
+from app.api.errors import ApiError, batch_too_large_message
 from app.api.json_body import ValidateJsonRoute
+from app.errors import Invalid
 from app.ingestion import service
 from app.ingestion.schemas import (
     ActualBatch,
@@ -21,7 +23,6 @@ from app.ingestion.schemas import (
     IngestPredictionsOut,
     PredictionBatch,
 )
-from app.observability import counters as observability_counters
 from app.registry import service as model_service
 from app.registry.cache import ModelCache, ModelShape
 from app.registry.router import ModelId
@@ -67,7 +68,7 @@ def _with_cached_model(
         try:
             with transaction() as session:
                 return work(session, model)
-        except (service.ModelChanged, BatchValidationError):
+        except (service.ModelChanged, Invalid):
             cache.forget(model_id)
             if attempt == 2:
                 raise

@@ -13,19 +13,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from app.api.errors import BatchValidationError, item_error
+from app.errors import Invalid, Unavailable, item_error
 from app.ingestion import bulk, time_bounds
+from app.ingestion.models import Actual, Prediction
 from app.ingestion.schemas import ActualIn, PredictionIn, as_utc_micros
+from app.registry import horizon
 from app.registry.cache import ModelShape
-from app.retention import horizon
 from app.windows import dirty
 
 
-class ModelChanged(Exception):
+class ModelChanged(Unavailable):
     """The model row changed after the batch was validated against it; nothing was
-    written. The caller re-reads the model and tries again."""
+    written. The caller re-reads the model and tries again (and, after the last try,
+    answers 503: the model was changed again and again while the batch was stored)."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(
+            f"model {model_id!r} changed while the batch was stored; nothing was stored, retry"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +167,7 @@ def ingest_predictions(
         errors = _check_binary_predictions(items)
     errors += _timestamp_errors(items, now_us=now_us, max_future_s=max_future_s)
     if errors:
-        raise BatchValidationError(sorted(errors, key=lambda e: e["index"]))
+        raise Invalid(sorted(errors, key=lambda e: e["index"]))
     probabilities_of: dict[str, str | None] = {}
     for item, probs in zip(items, probabilities, strict=True):
         probabilities_of.setdefault(item.prediction_id, probs)
@@ -219,7 +227,7 @@ def _labels(model: ModelShape, items: Sequence[ActualIn]) -> list[int]:
             else:
                 labels.append(label)
     if errors:
-        raise BatchValidationError(errors)
+        raise Invalid(errors)
     return labels
 
 
@@ -233,7 +241,7 @@ def ingest_actuals(
 ) -> ActualResult:
     errors = _timestamp_errors(items, now_us=now_us, max_future_s=max_future_s)
     if errors:
-        raise BatchValidationError(errors)
+        raise Invalid(errors)
     labels = _labels(model, items)
 
     last: dict[str, int] = {}
@@ -274,4 +282,12 @@ def ingest_actuals(
         matched=matched,
         pending=len(items) - matched - expired,
         expired=expired,
+    )
+
+
+def has_data(session: Session, model_id: str) -> bool:
+    """Does the model hold any stored prediction or actual? (A registry hook.)"""
+    return bool(
+        session.scalar(select(exists().where(Prediction.model_id == model_id)))
+        or session.scalar(select(exists().where(Actual.model_id == model_id)))
     )

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,8 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import is_postgres, session_scope
+from app.registry import horizon
 from app.registry.models import MonitoredModel
-from app.retention import horizon
 from app.windows import dirty, heartbeat, history_json, slice_store
 from app.windows.models import SPARK, WindowMetric
 from app.windows.reader import read_joined
@@ -128,8 +129,24 @@ class _Computed:
     retired: list[tuple[str, int]] = field(default_factory=list)
 
 
+class PinnedSlices(Protocol):
+    """(kind, key, value) of a model's slices that are always precomputed (those its
+    monitors watch): alerting provides it (app/jobs.py), windows does not import it."""
+
+    def __call__(self, *, session: Session, model_id: str) -> set[tuple[str, str, str]]: ...
+
+
+def no_pinned_slices(*, session: Session, model_id: str) -> set[tuple[str, str, str]]:
+    return set()
+
+
 def _compute_claims(
-    *, session: Session, claims: Sequence[dirty.Claim], now: datetime, top_n: int
+    *,
+    session: Session,
+    claims: Sequence[dirty.Claim],
+    now: datetime,
+    top_n: int,
+    pinned_slices: PinnedSlices,
 ) -> _Computed:
     by_model: dict[str, list[int]] = defaultdict(list)
     for c in claims:
@@ -182,7 +199,7 @@ def _compute_claims(
                     classes=model.classes,
                 )
             )
-        pinned = slice_store.pinned_slices(session=session, model_id=model_id)
+        pinned = pinned_slices(session=session, model_id=model_id)
         out.slices.extend(
             slice_store.slice_values(
                 rows=rows,
@@ -205,6 +222,7 @@ def _compute_claimed(
     on_written: Callable[[Session, set[str]], None] | None,
     token: str,
     result: PassResult,
+    pinned_slices: PinnedSlices,
 ) -> None:
     """Lease, compute and settle batches until no window is free to claim."""
     lease_us = int(settings.compute_lease_s * 1e6)
@@ -223,7 +241,11 @@ def _compute_claimed(
         now = datetime.fromtimestamp(clock(), UTC)
         with session_scope(read_factory) as session:
             computed = _compute_claims(
-                session=session, claims=claims, now=now, top_n=settings.slice_top_n
+                session=session,
+                claims=claims,
+                now=now,
+                top_n=settings.slice_top_n,
+                pinned_slices=pinned_slices,
             )
         # Writes that landed while we computed bump their windows' generation now, so
         # those windows are retried below rather than settled. Its own short transaction:
@@ -301,11 +323,13 @@ def compute_pass(
     settings: Settings,
     clock: Callable[[], float] = time.time,
     on_written: Callable[[Session, set[str]], None] | None = None,
+    pinned_slices: PinnedSlices = no_pinned_slices,
 ) -> PassResult:
     """Compute every dirty window once. Safe to run in several processes at once.
 
     `on_written(session, model_ids)` runs inside the transaction that writes the new
-    window rows (alerting uses it to flag monitors for evaluation atomically).
+    window rows (alerting uses it to flag monitors for evaluation atomically);
+    `pinned_slices` names the slices precomputed whatever their rank (alerting's).
     """
     started = time.perf_counter()
     result = PassResult()
@@ -321,6 +345,7 @@ def compute_pass(
             on_written=on_written,
             token=token,
             result=result,
+            pinned_slices=pinned_slices,
         )
     result.seconds = time.perf_counter() - started
     _log_pass(result)
@@ -353,6 +378,7 @@ def compute_until_done(
     on_written: Callable[[Session, set[str]], None] | None = None,
     progress: Callable[[str], None] | None = None,
     poll_s: float = 0.2,
+    pinned_slices: PinnedSlices = no_pinned_slices,
 ) -> PassResult:
     """`lossmon compute`: return once every window that was dirty at the start is
     computed (or after max_wait_s, with `unfinished` > 0).
@@ -383,6 +409,7 @@ def compute_until_done(
                 on_written=on_written,
                 token=token,
                 result=result,
+                pinned_slices=pinned_slices,
             )
             # Read-only: changes that arrived after the start do not matter here.
             with session_scope(read_factory) as session:
@@ -408,6 +435,29 @@ def compute_until_done(
     result.seconds = time.perf_counter() - started
     _log_pass(result)
     return result
+
+
+# Window starts per mark_dirty statement: bounded statement size on a long history.
+_MARK_CHUNK = 5000
+
+
+def recompute_windows(session: Session, model_id: str) -> int:
+    """Mark every computed window of the model dirty (its slices are recomputed with
+    it); returns how many. Used when what a window means changed: a new clip_eps, a
+    newly watched slice."""
+    starts = list(
+        session.scalars(
+            select(WindowMetric.window_start)
+            .where(WindowMetric.model_id == model_id)
+            .order_by(WindowMetric.window_start)
+        )
+    )
+    # Ascending chunks keep the sorted lock order mark_dirty relies on.
+    for i in range(0, len(starts), _MARK_CHUNK):
+        dirty.mark_dirty(
+            session=session, model_id=model_id, window_starts=starts[i : i + _MARK_CHUNK]
+        )
+    return len(starts)
 
 
 def history(
