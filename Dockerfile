@@ -4,10 +4,12 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml setup.py README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
-RUN pip wheel --wheel-dir /wheels .
+COPY clients/python ./clients/python
+# The Python client comes along: `lossmon demo` streams through it.
+RUN pip wheel --wheel-dir /wheels . ./clients/python
 
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -5,16 +5,17 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-compute bench-alerts bench-scale bench-spark clean soak
+.PHONY: run test lint typecheck check venv dev migrate compute bench bench-ingest bench-ingest-single bench-compute bench-alerts bench-scale bench-spark bench-client client-size clean soak
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lossmon needs Python 3.11+ (found %s)" % sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Runtime install, redone when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install --quiet -e .
+# Runtime install, redone when pyproject.toml changes; the Python client
+# (clients/python, imported by the demo) comes along.
+$(VENV)/.installed: pyproject.toml setup.py clients/python/pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet -e . -e ./clients/python
 	@touch $@
 
 # Test tools on top, and the spark extra: its tests (real local Spark) run in `make test`.
@@ -38,11 +39,13 @@ test: $(VENV)/.installed-test lint typecheck
 	$(BIN)/pytest -m serial -p no:xdist $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check app tests bench migrations
-	$(BIN)/ruff format --check app tests bench migrations
+	$(BIN)/ruff check app tests bench migrations setup.py
+	$(BIN)/ruff format --check app tests bench migrations setup.py
+	cd clients/python && ../../$(BIN)/ruff check . && ../../$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy app
+	cd clients/python && ../../$(BIN)/mypy --strict src
 
 ## make soak: the reliability soak tests in their large form (kills, PostgreSQL restart,
 ## 2 APIs + 2 workers); one at a time, figures printed. Sizes: SOAK_* variables.
@@ -62,6 +65,11 @@ bench: bench-ingest bench-compute bench-alerts
 bench-ingest: $(VENV)/.installed-test
 	$(PY) bench/ingest.py
 
+## Single-prediction POSTs with wrk (apt-get installs it if missing): lossmon serve vs a
+## bare FastAPI + psycopg endpoint, 64 and 8 connections, 20 s each.
+bench-ingest-single: $(VENV)/.installed-test
+	$(PY) bench/ingest_single.py
+
 bench-compute: $(VENV)/.installed-test
 	$(PY) bench/compute.py
 
@@ -72,6 +80,15 @@ bench-scale: $(VENV)/.installed-test
 
 bench-alerts: $(VENV)/.installed-test
 	$(PY) bench/alerts.py
+
+## make bench-client: the Logger's call overhead (server down) and records/s through the
+## Logger vs raw Client.log_predictions batches, against a real `lossmon serve` (SQLite).
+bench-client: $(VENV)/.installed-test
+	$(PY) bench/client.py
+
+## make client-size: what `pip install ./clients/python` brings into a fresh venv.
+client-size: $(VENV)/.installed
+	$(PY) bench/client_size.py
 
 ## make bench-spark: 20M predictions + 18M labels as Parquet through `lossmon spark compute`
 ## on local[2], a reference Spark job, and the PostgreSQL path on 2M of the same rows.

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app import migrate as migrations
+from app import migrate
 from app.config import Settings, load_settings
 
 
@@ -81,16 +81,16 @@ def _ensure_schema(settings: Settings) -> None:
     """SQLite (embedded default) migrates itself; PostgreSQL must be migrated explicitly
     (one `lossmon migrate` per deploy, not a race between N API processes)."""
     if settings.is_sqlite:
-        migrations.upgrade(settings.database_url)
+        migrate.upgrade(settings.database_url)
         return
     from app.db import create_engine_for
 
     engine = create_engine_for(settings)
     try:
-        current = migrations.current_revision(engine)
+        current = migrate.current_revision(engine)
     finally:
         engine.dispose()
-    head = migrations.head_revision()
+    head = migrate.head_revision()
     if current != head:
         typer.echo(
             f"lossmon: database schema is at {current}, this version needs {head}. "
@@ -253,7 +253,15 @@ def serve(
         bool,
         typer.Option("--scheduler/--no-scheduler", help="run the compute scheduler in-process"),
     ] = True,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes (default LOSSMON_WORKERS, else one per CPU on PostgreSQL "
+            "up to 8, 1 on SQLite)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API (and, by default, the scheduler). --workers N runs N API processes."""
     import uvicorn
@@ -280,6 +288,7 @@ def serve(
         "log_config": log_config,
         "timeout_graceful_shutdown": 10,
     }
+    workers = workers or settings.serve_workers()
     if workers == 1:
         uvicorn.run(create_app(settings, run_scheduler=scheduler), **common)
         return
@@ -343,8 +352,8 @@ def worker(
         engine.dispose()
 
 
-@cli.command(epilog=_DB_ENV)
-def migrate(
+@cli.command("migrate", epilog=_DB_ENV)
+def migrate_command(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
     down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION instead")] = False,
 ) -> None:
@@ -353,16 +362,26 @@ def migrate(
     _logging(settings)
     logging.getLogger("alembic").setLevel(logging.INFO)  # here each step is the point
     if down:
-        migrations.downgrade(settings.database_url, revision if revision != "head" else "base")
+        migrate.downgrade(settings.database_url, revision if revision != "head" else "base")
     else:
-        migrations.upgrade(settings.database_url, revision)
+        migrate.upgrade(settings.database_url, revision)
     typer.echo(f"lossmon: schema at {revision if not down else 'downgraded'}", err=True)
 
 
 @cli.command(epilog=_DB_ENV)
-def compute() -> None:
+def compute(
+    max_wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="longest wait, in seconds, for windows other workers are computing",
+        ),
+    ] = 300.0,
+) -> None:
     """Run one scheduler tick now (compute dirty windows, evaluate monitors, send due
-    webhooks), then exit."""
+    webhooks), then exit. When it returns, every window that was dirty at its start is
+    computed: it waits for windows other workers are computing, recomputes what they
+    re-queue and takes over the windows of dead workers. Exit 1 if --max-wait ran out."""
     from app import jobs
     from app.db import create_engine_for, make_sessionmaker
 
@@ -371,21 +390,34 @@ def compute() -> None:
     _ensure_schema(settings)
     engine = create_engine_for(settings)
     try:
-        report = jobs.tick(
+        report = jobs.compute_now(
             settings=settings,
             factory=make_sessionmaker(engine),
             read_factory=make_sessionmaker(engine, readonly=True),
+            max_wait_s=max_wait,
+            progress=lambda line: typer.echo(f"lossmon compute: {line}", err=True),
         )
     finally:
         engine.dispose()
     c, e, d = report.compute, report.evaluation, report.delivery
+    done = c.dirty_at_start - c.unfinished
     typer.echo(
-        f"computed {c.computed} windows ({c.retried} re-queued) in {c.seconds:.3f}s; "
+        f"computed {c.computed} windows ({c.retried} re-queued and recomputed, "
+        f"{c.taken_over} taken over from dead workers) in {c.seconds:.3f}s; "
+        f"waited for {c.waited_for} windows other workers were computing; "
+        f"{done} of {c.dirty_at_start} windows dirty at the start are computed; "
         f"evaluated {e.evaluated} monitors ({len(e.fired)} fired, {len(e.resolved)} resolved); "
         f"webhooks: {d.delivered if d else 0} delivered, {d.retried if d else 0} to retry; "
         f"retention: {report.retention.predictions} predictions, "
         f"{report.retention.actuals} actuals deleted"
     )
+    if c.unfinished:
+        typer.echo(
+            f"lossmon compute: {c.unfinished} windows dirty at the start are still being "
+            f"computed elsewhere after --max-wait {max_wait:g}s",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @cli.command("import")
@@ -407,7 +439,8 @@ def import_file(
     """Send a file's predictions or actuals through the HTTP API in batches (columns named
     as the JSON fields; segment.<key>, proba.<class>). Safe to re-run. Exits 1 if any
     record was rejected (each is named by file line or Parquet row, and field)."""
-    from app.client import Client, LossmonError
+    from lossmon import Client, LossmonError
+
     from app.importer import records, sender
 
     if kind not in ("predictions", "actuals"):

@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     compute_interval_s: float = Field(default=60.0, gt=0)
     # How many dirty windows one compute transaction claims.
     compute_batch_windows: int = Field(default=16, ge=1, le=10_000)
-    # A claimed window not finished within this many seconds (crashed worker) is claimable again.
-    compute_lease_s: float = Field(default=300.0, gt=0)
+    # A claimed window's lease: a live pass renews it every quarter of this (heartbeat),
+    # so a window whose pass died (crashed worker) is claimable again within this long.
+    compute_lease_s: float = Field(default=10.0, gt=0)
     # Per window, the model versions and the values of each segment key with the most
     # predictions get precomputed metrics (the rest share one "other" row; filtered
     # queries for those values are computed on demand).
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     max_batch_items: int = Field(default=10_000, ge=1, le=1_000_000)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
+    # API processes of `lossmon serve` (0 = automatic: one per CPU on PostgreSQL, capped
+    # at 8; always 1 on SQLite, which has a single writer).
+    workers: int = Field(default=0, ge=0, le=64)
     db_pool_size: int = Field(default=10, ge=1)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     # API.md "Time bounds and faults": request work waits at most this long for a lock,
@@ -79,6 +83,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # auto: human-readable text on a terminal, JSON lines otherwise (files, collectors).
     log_format: Literal["auto", "json", "text"] = "auto"
+
+    def serve_workers(self) -> int:
+        """`lossmon serve`'s process count when --workers is not given."""
+        if self.workers:
+            return self.workers
+        if self.is_sqlite:
+            return 1
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, min(8, cpus or 1))
 
     @field_validator("database_url")
     @classmethod

@@ -3,7 +3,7 @@
 It starts a `lossmon serve` on a temporary SQLite file (or uses --url), registers a
 simulated click-through-rate model with hourly windows, sets a `relative_to_reference`
 monitor whose webhook points at a receiver running inside this process, then streams
-a few simulated days of predictions through :mod:`app.client`. Ground truth arrives one
+a few simulated days of predictions through :mod:`lossmon`. Ground truth arrives one
 to four simulated hours after each prediction, shuffled across windows. Midway the
 model's scores get much noisier; the scheduler computes the windows, the monitor fires,
 and the receiver verifies the delivery's Standard Webhooks signature.
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lossmon import Client, LossmonError, ValidationFailed
 from rich import box
 from rich.console import Console
 from rich.progress import (
@@ -46,7 +47,6 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from app import devserver
-from app.client import Client, LossmonError, ValidationFailed
 from app.notify.signing import generate_secret
 
 HOUR = timedelta(hours=1)

@@ -57,11 +57,16 @@ def start_serve(
     # Generous: on a loaded 2-core CI machine, importing the app alone can take 20 s+.
     timeout_s: float = 90.0,
     poll_s: float = 0.05,
+    workers: int | None = 1,
 ) -> ServerProcess:
     """A real `lossmon serve` on 127.0.0.1, returned once /healthz answers 200.
 
-    It runs in `workdir`, so anything it writes beside itself stays there."""
+    It runs in `workdir`, so anything it writes beside itself stays there. `workers`:
+    one process by default (a SIGKILL then takes the whole server down); None leaves
+    serve's production default; `--workers` in `args` wins."""
     port = port or free_port()
+    if workers is not None and "--workers" not in args:
+        args = (*args, "--workers", str(workers))
     log_path = log_path or workdir / f"server-{port}.log"
     process = spawn(
         ["serve", "--host", "127.0.0.1", "--port", str(port), *args],

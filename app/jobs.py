@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.alerting import resend, watched
 from app.alerting import service as alerting_service
 from app.config import Settings
 from app.db import session_scope
-from app.notify import delivery, resend
+from app.notify import delivery
 from app.retention import service as retention_service
 from app.windows import service as window_service
 
@@ -71,11 +72,41 @@ def compute_and_evaluate(
         settings=settings,
         clock=clock,
         on_written=_mark_monitors,
+        pinned_slices=watched.pinned_slices,
     )
     evaluation = evaluate_monitors(factory=factory, clock=clock)
     # After the compute pass (API.md): windows about to expire got their last compute.
     retention = retention_service.run_retention(factory=factory, clock=clock)
     return TickReport(compute=result, evaluation=evaluation, retention=retention)
+
+
+def compute_now(
+    *,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    read_factory: sessionmaker[Session],
+    max_wait_s: float,
+    progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> TickReport:
+    """`lossmon compute`: a tick whose compute step returns only once every window
+    dirty at its start is computed (bounded by max_wait_s), then monitors, retention
+    and webhooks."""
+    result = window_service.compute_until_done(
+        factory=factory,
+        read_factory=read_factory,
+        settings=settings,
+        max_wait_s=max_wait_s,
+        clock=clock,
+        on_written=_mark_monitors,
+        progress=progress,
+        pinned_slices=watched.pinned_slices,
+    )
+    evaluation = evaluate_monitors(factory=factory, clock=clock)
+    retention = retention_service.run_retention(factory=factory, clock=clock)
+    report = TickReport(compute=result, evaluation=evaluation, retention=retention)
+    report.delivery = deliver_webhooks(settings=settings, factory=factory, clock=clock)
+    return report
 
 
 def deliver_webhooks(
@@ -87,7 +118,9 @@ def deliver_webhooks(
             resend_s=settings.alertmanager_resend_s,
             now=datetime.fromtimestamp(clock(), UTC),
         )
-    return delivery.deliver_due(factory=factory, settings=settings, clock=clock)
+    return delivery.deliver_due(
+        factory=factory, settings=settings, clock=clock, owner=watched.MONITOR_WEBHOOKS
+    )
 
 
 def tick(

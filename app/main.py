@@ -18,16 +18,21 @@ from app.api import health, openapi_examples, rate_limit
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
 from app.api.write_gate import RequestDeadlineMiddleware, WriteGate
+from app.auth.cache import KeyCache
 from app.compare import router as compare_router
 from app.config import Settings, load_settings
 from app.dashboard import router as dashboard_router
 from app.db import create_engine_for, make_sessionmaker
 from app.ingestion import router as ingestion_router
+from app.ingestion import service as ingestion_service
 from app.observability import router as observability_router
 from app.observability.middleware import PrometheusMiddleware
 from app.registry import router as models_router
+from app.registry.cache import ModelCache
+from app.registry.hooks import RegistryHooks
 from app.retention import router as retention_router
 from app.windows import router as windows_router
+from app.windows import service as window_service
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +85,13 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # The composition root wires what the registry needs of the domains above it.
+    app.state.registry_hooks = RegistryHooks(
+        has_data=ingestion_service.has_data, recompute_windows=window_service.recompute_windows
+    )
     app.state.rate_limiter = rate_limit.from_settings(settings)
+    app.state.key_cache = KeyCache()
+    app.state.model_cache = ModelCache()
     app.state.write_gate = WriteGate.from_settings(settings)
     install_error_handlers(app, max_batch_items=settings.max_batch_items)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -10,7 +10,19 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def _migrations_dir() -> Path:
+    """The Alembic scripts: beside `app/` in a checkout (and an editable install);
+    inside it as `app/migrations` once installed from the wheel (setup.py maps the
+    directory there so site-packages gets no top-level `migrations` package)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "migrations", here.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise RuntimeError(f"lossmon's migrations are missing (looked in {here} and beside it)")
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 
 def alembic_config(database_url: str) -> Config:

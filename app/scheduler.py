@@ -15,30 +15,24 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import jobs
+from app import counters, jobs
 from app.config import Settings
 
 log = logging.getLogger(__name__)
-
-# Last successful run of each job (unix seconds), for /metrics and operators; and the
-# start and duration of its last run, successful or not (scheduler liveness).
-last_run_at: dict[str, float] = {}
-last_started_at: dict[str, float] = {}
-last_duration_s: dict[str, float] = {}
 
 
 def _guarded(name: str, job: Callable[..., Any], **kwargs: Any) -> None:
     """A failing job is logged and retried at its next interval. Its work is still
     marked in the database (dirty windows, needs_eval, pending deliveries): nothing is lost."""
-    last_started_at[name] = time.time()
+    counters.record_job_start(name, time.time())
     started = time.perf_counter()
     try:
         job(**kwargs)
-        last_run_at[name] = time.time()
+        counters.record_job_run(name, time.time())
     except Exception:
         log.exception("%s job failed; will retry next interval", name)
     finally:
-        last_duration_s[name] = time.perf_counter() - started
+        counters.record_job_duration(name, time.perf_counter() - started)
 
 
 def _configure(

@@ -71,11 +71,20 @@ free_port = devserver.free_port
 
 
 def start_server(
-    database_url: str, log_path: Path, extra_env: dict[str, str] | None = None
+    database_url: str,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    workers: int | None = None,
 ) -> Server:
-    """A real `lossmon serve --no-scheduler` (uvicorn) on a free loopback port."""
+    """A real `lossmon serve --no-scheduler` (uvicorn) on a free loopback port, with its
+    production default number of processes unless `workers` says otherwise."""
     return devserver.start_serve(
-        database_url, workdir=REPO_DIR, extra_env=extra_env, log_path=log_path
+        database_url,
+        workdir=REPO_DIR,
+        extra_env=extra_env,
+        log_path=log_path,
+        workers=workers,
+        timeout_s=120,
     )
 
 

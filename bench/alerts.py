@@ -68,7 +68,7 @@ from app.alerting.rules import (
     WindowPoint,
     evaluate,
     lookback,
-    point_from_stats,
+    point_of,
     reference_from,
     reference_range,
     transition,
@@ -196,7 +196,7 @@ def simulate_window(
     y = (rng.random(labels) < sigmoid(z)).astype(np.float64)
     logit = z + tau * rng.standard_normal(labels) if tau > 0.0 else z
     stats = binary_window_stats(sigmoid(logit), y, np.ones(labels))
-    return point_from_stats(BASE_EPOCH + index * WINDOW_SECONDS, stats)
+    return point_of(BASE_EPOCH + index * WINDOW_SECONDS, stats)
 
 
 def simulate_stream(

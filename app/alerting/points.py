@@ -6,11 +6,8 @@ Whole-model windows (window_metrics) and slice windows (slice_metrics) become th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from app.metrics.window import WindowStats
+from dataclasses import dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,24 +22,21 @@ class WindowPoint:
     skill: float | None
     baseline_log_loss: float | None
     # Defaults only serve hand-built points of the log-loss rules: the evaluator and
-    # point_from_stats always fill them, and the rules that read them (label coverage,
+    # point_of always fill them, and the rules that read them (label coverage,
     # calibration gap) treat a missing value as "cannot be judged".
     predictions: int = 0
     label_coverage: float | None = None
     calibration_gap: float | None = None
 
 
-def point_from_stats(window_start: int, stats: WindowStats) -> WindowPoint:
-    """The fields of a freshly computed window that the rules look at."""
+def point_of(window_start: int, window: Any) -> WindowPoint:
+    """The fields the rules look at, read by name from a window: a stored row
+    (window_metrics / slice_metrics) or a freshly computed WindowStats."""
     return WindowPoint(
         window_start=window_start,
-        labeled=stats.labeled,
-        weight_sum=stats.weight_sum,
-        log_loss=stats.log_loss,
-        log_loss_stderr=stats.log_loss_stderr,
-        skill=stats.skill,
-        baseline_log_loss=stats.baseline_log_loss,
-        predictions=stats.predictions,
-        label_coverage=stats.label_coverage,
-        calibration_gap=stats.calibration_gap,
+        **{name: getattr(window, name) for name in _WINDOW_FIELDS},
     )
+
+
+# Every WindowPoint field but the start: the window record's fields of the same names.
+_WINDOW_FIELDS = tuple(f.name for f in fields(WindowPoint) if f.name != "window_start")

@@ -15,12 +15,12 @@ about alpha of the windows (``bench/alerts.py`` measures this).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field, TypeAdapter, model_validator
 
@@ -28,17 +28,11 @@ from pydantic import Field, TypeAdapter, model_validator
 from app.alerting.cusum import Cusum as Cusum
 from app.alerting.cusum import cusum_holds, cusum_lookback
 from app.alerting.points import WindowPoint as WindowPoint
-from app.alerting.points import point_from_stats as point_from_stats
+from app.alerting.points import point_of as point_of
 from app.alerting.rule_base import RuleBase
 from app.alerting.window_rules import CalibrationGapAbove as CalibrationGapAbove
 from app.alerting.window_rules import LabelCoverageBelow as LabelCoverageBelow
-from app.alerting.window_rules import (
-    calibration_evaluable,
-    calibration_holds,
-    coverage_evaluable,
-    coverage_holds,
-)
-from app.api.json_types import Timestamp, TrendWindows
+from app.json_types import Timestamp, TrendWindows
 
 # --------------------------------------------------------------------------- reference
 
@@ -205,7 +199,12 @@ def parse_rule(data: Mapping[str, Any]) -> Rule:
     return RULE_ADAPTER.validate_python(data)
 
 
-def reference_range(rule: RelativeToReference | Cusum) -> tuple[int, int]:
+class ReferencePeriod(Protocol):
+    reference_start: datetime
+    reference_end: datetime
+
+
+def reference_range(rule: ReferencePeriod) -> tuple[int, int]:
     """[first, end) in epoch seconds: a window belongs to the reference iff
     first <= window_start < end.
 
@@ -315,32 +314,7 @@ def holds(
     """
     if not history:
         return None
-    last = history[-1]
-    if isinstance(rule, LogLossAbove):
-        if last.log_loss is None:
-            return None
-        return last.log_loss > rule.threshold
-    if isinstance(rule, SkillBelow):
-        if last.skill is None:
-            return None
-        return last.skill < rule.threshold
-    if isinstance(rule, Trend):
-        return _trend_holds(rule, history)
-    if isinstance(rule, RelativeToReference):
-        return _relative_holds(rule, last, reference)
-    if isinstance(rule, CalibrationGapAbove):
-        return calibration_holds(rule, last)
-    if isinstance(rule, LabelCoverageBelow):
-        return coverage_holds(rule, last)
-    if isinstance(rule, Cusum):
-        return cusum_holds(
-            rule,
-            history,
-            ref_log_loss=reference.log_loss if reference else None,
-            ref_stderr=reference.stderr if reference else None,
-            origin=origin,
-        )
-    raise TypeError(f"unknown rule type {type(rule).__name__}")
+    return spec_of(rule).holds(rule, history, Context(reference=reference, origin=origin))
 
 
 def pooled_stderrs(stderrs: Sequence[float], labeled: Sequence[int]) -> list[float] | None:
@@ -433,11 +407,10 @@ def evaluable(
     ``label_coverage_below`` gates on predictions and skips its grace windows (see
     window_rules.py).
     """
-    if isinstance(rule, CalibrationGapAbove):
-        return calibration_evaluable(points, min_labeled)
-    if isinstance(rule, LabelCoverageBelow):
-        return coverage_evaluable(points, min_labeled, rule.grace_windows)
-    return [p for p in points if p.labeled >= min_labeled and p.log_loss is not None]
+    if rule is None:
+        return gated(points, min_labeled, "labeled", "log_loss")
+    spec = spec_of(rule)
+    return spec.evaluable(rule, points, min_labeled)
 
 
 def evaluate(
@@ -497,10 +470,140 @@ def lookback(rule: Rule, for_windows: int) -> int:
     """
     if for_windows < 1:
         raise ValueError("for_windows must be >= 1")
-    if isinstance(rule, Trend):
-        return for_windows + rule.windows - 1
-    if isinstance(rule, LabelCoverageBelow):
-        return for_windows + rule.grace_windows
-    if isinstance(rule, Cusum):
-        return cusum_lookback(for_windows)
+    return spec_of(rule).lookback(rule, for_windows)
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a rule may need beyond the windows it judges."""
+
+    reference: Reference | None = None  # the pooled reference period (uses_reference)
+    # Start of the window that resolved the series' last episode (a cusum restarts there).
+    origin: int | None = None
+
+
+def gated(
+    points: Sequence[WindowPoint], min_size: int, size_field: str, metric: str
+) -> list[WindowPoint]:
+    """Points whose `size_field` reaches min_size and whose `metric` is known."""
+    return [
+        p for p in points if getattr(p, size_field) >= min_size and getattr(p, metric) is not None
+    ]
+
+
+def _same_lookback(rule: Any, for_windows: int) -> int:
     return for_windows
+
+
+def _no_grace(rule: Any) -> int:
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """Everything about one rule type, declared once.
+
+    `size_field` / `metric` say which windows the rule is judged on (size_field ≥ the
+    monitor's min_labeled and metric not null): evaluable() filters points with them and
+    alerting/series.py turns the same two names into the SQL gate, so the LIMIT of a
+    window query counts exactly the windows the rule judges.
+    """
+
+    body: type[RuleBase]  # the Pydantic rule body: validation and the OpenAPI schema
+    holds: Callable[[Any, Sequence[WindowPoint], Context], bool | None]
+    metric: str = "log_loss"
+    size_field: str = "labeled"
+    # How many most recent evaluated windows evaluate() needs (for_windows -> count).
+    lookback: Callable[[Any, int], int] = _same_lookback
+    # The newest this-many windows with predictions are never judged (still filling).
+    grace: Callable[[Any], int] = _no_grace
+    # Judged against a reference period (the rule body is a ReferencePeriod), pooled
+    # into Context.reference.
+    uses_reference: bool = False
+
+    @property
+    def has_grace(self) -> bool:
+        return self.grace is not _no_grace
+
+    @property
+    def type(self) -> str:
+        default: str = self.body.model_fields["type"].default
+        return default
+
+    def evaluable(
+        self, rule: Any, points: Sequence[WindowPoint], min_size: int
+    ) -> list[WindowPoint]:
+        if not self.has_grace:
+            return gated(points, min_size, self.size_field, self.metric)
+        # The grace period is counted in windows that have predictions, whatever their
+        # size: it stands for the time labels need to arrive. Points need not come sorted.
+        grace = self.grace(rule)
+        ordered = sorted((p for p in points if p.predictions > 0), key=lambda p: p.window_start)
+        settled = ordered[: len(ordered) - grace] if grace else ordered
+        return gated(settled, min_size, self.size_field, self.metric)
+
+
+def _last_above(field: str) -> Callable[[Any, Sequence[WindowPoint], Context], bool | None]:
+    def holds(rule: Any, history: Sequence[WindowPoint], ctx: Context) -> bool | None:
+        value = getattr(history[-1], field)
+        return None if value is None else bool(value > rule.threshold)
+
+    return holds
+
+
+def _last_below(field: str) -> Callable[[Any, Sequence[WindowPoint], Context], bool | None]:
+    def holds(rule: Any, history: Sequence[WindowPoint], ctx: Context) -> bool | None:
+        value = getattr(history[-1], field)
+        return None if value is None else bool(value < rule.threshold)
+
+    return holds
+
+
+SPECS: tuple[RuleSpec, ...] = (
+    RuleSpec(LogLossAbove, _last_above("log_loss")),
+    RuleSpec(SkillBelow, _last_below("skill")),
+    RuleSpec(
+        Trend,
+        lambda rule, history, ctx: _trend_holds(rule, history),
+        lookback=lambda rule, for_windows: for_windows + rule.windows - 1,
+    ),
+    RuleSpec(
+        RelativeToReference,
+        lambda rule, history, ctx: _relative_holds(rule, history[-1], ctx.reference),
+        uses_reference=True,
+    ),
+    RuleSpec(CalibrationGapAbove, _last_above("calibration_gap"), metric="calibration_gap"),
+    RuleSpec(
+        LabelCoverageBelow,
+        _last_below("label_coverage"),
+        metric="label_coverage",
+        # Few labels is what this rule detects: its size gate counts predictions.
+        size_field="predictions",
+        # evaluate() must see the grace windows after the judged ones to skip them.
+        lookback=lambda rule, for_windows: for_windows + rule.grace_windows,
+        grace=lambda rule: rule.grace_windows,
+    ),
+    RuleSpec(
+        Cusum,
+        lambda rule, history, ctx: cusum_holds(
+            rule,
+            history,
+            ref_log_loss=ctx.reference.log_loss if ctx.reference else None,
+            ref_stderr=ctx.reference.stderr if ctx.reference else None,
+            origin=ctx.origin,
+        ),
+        lookback=lambda rule, for_windows: cusum_lookback(for_windows),
+        uses_reference=True,
+    ),
+)
+_BY_TYPE: dict[str, RuleSpec] = {spec.type: spec for spec in SPECS}
+
+
+def spec_of(rule: RuleBase) -> RuleSpec:
+    try:
+        return _BY_TYPE[getattr(rule, "type", "")]
+    except KeyError:
+        raise TypeError(f"unknown rule type {type(rule).__name__}") from None

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from app.alerting.rules import Rule
-from app.api.json_types import NameText, PositiveInt, VersionText, WindowCount
+from app.json_types import NameText, PositiveInt, VersionText, WindowCount
 from app.notify.formats import DEFAULT_SEVERITY, Severity, WebhookFormat
 
 WebhookUrl = Annotated[

@@ -16,18 +16,15 @@ from sqlalchemy.orm import Session
 
 from app.alerting import rules
 from app.alerting.models import Alert, Monitor
-from app.windows import dirty, slice_store
+from app.alerting.watched import pinned_slices
+from app.windows import history_json, record
+from app.windows import service as window_service
 from app.windows.models import SEGMENT, VERSION, SliceMetric, WindowMetric
-from app.windows.schemas import window_out
-from app.windows.values import row_values
+from app.windows.record import column
 
 MetricRow = WindowMetric | SliceMetric
 MetricTable = type[WindowMetric] | type[SliceMetric]
 Slice = tuple[str, str, str]  # (kind, key, value) as slice_metrics stores it
-
-# Window starts per mark_dirty statement: 3 bound parameters each keeps one statement
-# well under PostgreSQL's 65,535 and SQLite's 32,766 parameters on a long history.
-_MARK_CHUNK = 5000
 
 
 def watched_slice(model_version: str | None, segment: str | None) -> Slice | None:
@@ -71,13 +68,14 @@ def _select(table: MetricTable) -> Select[MetricRow]:
 
 
 def _gate(table: MetricTable, rule: rules.Rule, min_labeled: int) -> list[ColumnElement[bool]]:
-    # The SQL twin of rules.evaluable() (minus the coverage rule's grace windows, which
-    # recent_windows handles): the LIMIT must count only windows the rule is judged on.
-    if isinstance(rule, rules.LabelCoverageBelow):
-        return [table.predictions >= min_labeled, table.label_coverage.is_not(None)]
-    if isinstance(rule, rules.CalibrationGapAbove):
-        return [table.labeled >= min_labeled, table.calibration_gap.is_not(None)]
-    return [table.labeled >= min_labeled, table.log_loss.is_not(None)]
+    # rules.evaluable() in SQL, from the same two names of the rule's spec (minus the
+    # grace windows, which recent_windows handles): the LIMIT must count only windows
+    # the rule is judged on.
+    spec = rules.spec_of(rule)
+    return [
+        column(table, spec.size_field) >= min_labeled,
+        column(table, spec.metric).is_not(None),
+    ]
 
 
 def recent_windows(
@@ -92,19 +90,19 @@ def recent_windows(
     table, where = _source(monitor, value)
     rows: list[MetricRow] = []
     count = rules.lookback(rule, monitor.for_windows)
-    if isinstance(rule, rules.LabelCoverageBelow):
-        count = monitor.for_windows
-        if rule.grace_windows:
-            grace = session.scalars(
-                _select(table)
-                .where(*where, table.predictions > 0)
-                .order_by(desc(table.window_start))
-                .limit(rule.grace_windows)
-            ).all()
-            rows.extend(grace)
-            if len(grace) < rule.grace_windows:
-                return sorted(rows, key=lambda r: r.window_start)  # all still in grace
-            where = [*where, table.window_start < grace[-1].window_start]
+    grace_windows = rules.spec_of(rule).grace(rule)
+    if grace_windows:
+        count -= grace_windows  # the lookback counts them; they are read here
+        grace = session.scalars(
+            _select(table)
+            .where(*where, column(table, "predictions") > 0)
+            .order_by(desc(table.window_start))
+            .limit(grace_windows)
+        ).all()
+        rows.extend(grace)
+        if len(grace) < grace_windows:
+            return sorted(rows, key=lambda r: r.window_start)  # all still in grace
+        where = [*where, table.window_start < grace[-1].window_start]
     rows.extend(
         session.scalars(
             _select(table)
@@ -119,11 +117,11 @@ def recent_windows(
 def reference(
     *, session: Session, monitor: Monitor, rule: rules.Rule, value: str | None = None
 ) -> rules.Reference | None:
-    """The pooled reference period of a relative or cusum rule, from the same slice it
-    watches."""
-    if not isinstance(rule, rules.RelativeToReference | rules.Cusum):
+    """The pooled reference period of a rule that has one (its spec says: relative,
+    cusum), from the same slice it watches."""
+    if not rules.spec_of(rule).uses_reference:
         return None
-    start, end = rules.reference_range(rule)
+    start, end = rules.reference_range(cast(rules.ReferencePeriod, rule))
     table, where = _source(monitor, value)
     rows = session.scalars(
         _select(table).where(*where, table.window_start >= start, table.window_start < end)
@@ -168,24 +166,13 @@ def fanout_values(*, session: Session, monitor: Monitor, rule: rules.Rule) -> li
 
 
 def point(row: MetricRow) -> rules.WindowPoint:
-    return rules.WindowPoint(
-        window_start=row.window_start,
-        labeled=row.labeled,
-        weight_sum=row.weight_sum,
-        log_loss=row.log_loss,
-        log_loss_stderr=row.log_loss_stderr,
-        skill=row.skill,
-        baseline_log_loss=row.baseline_log_loss,
-        predictions=row.predictions,
-        label_coverage=row.label_coverage,
-        calibration_gap=row.calibration_gap,
-    )
+    return rules.point_of(row.window_start, row)
 
 
 def window_payload(row: MetricRow) -> dict[str, Any]:
     """The window exactly as GET .../metrics reports it (with ?model_version= or
     ?segment= for a slice): the webhook's and the alert's `window`."""
-    return window_out(row_values(row)).model_dump(mode="json")
+    return record.alert_payload(history_json.fragment_from_values(record.row_values(row))[1])
 
 
 def is_pinned(*, session: Session, model_id: str, watched: Slice) -> bool:
@@ -194,7 +181,7 @@ def is_pinned(*, session: Session, model_id: str, watched: Slice) -> bool:
     # itself, and a pending duplicate name must surface in the caller's 409 check,
     # not as an IntegrityError from this read.
     with session.no_autoflush:
-        return watched in slice_store.pinned_slices(session=session, model_id=model_id)
+        return watched in pinned_slices(session=session, model_id=model_id)
 
 
 def recompute_history(*, session: Session, model_id: str) -> int:
@@ -206,19 +193,7 @@ def recompute_history(*, session: Session, model_id: str) -> int:
     have no history to judge, e.g. no reference period and no trend. Recomputing them
     once, now that the slice is pinned, gives it its full history.
     """
-    starts = list(
-        session.scalars(
-            select(WindowMetric.window_start)
-            .where(WindowMetric.model_id == model_id)
-            .order_by(WindowMetric.window_start)
-        )
-    )
-    # Ascending chunks keep the sorted lock order mark_dirty relies on.
-    for i in range(0, len(starts), _MARK_CHUNK):
-        dirty.mark_dirty(
-            session=session, model_id=model_id, window_starts=starts[i : i + _MARK_CHUNK]
-        )
-    return len(starts)
+    return window_service.recompute_windows(session, model_id)
 
 
 # Windows judged in one evaluation of one series, at most: after a long outage the
@@ -247,9 +222,9 @@ def judge_windows(
     A series never judged before (after is None) judges only its newest window:
     a new monitor does not replay the whole history.
     """
-    if after is None or isinstance(rule, rules.LabelCoverageBelow):
-        # The coverage rule's grace windows are counted from the newest window, so it
-        # is always judged there.
+    if after is None or rules.spec_of(rule).has_grace:
+        # Grace windows (the coverage rule's) are counted from the newest window, so
+        # such a rule is always judged there.
         rows = recent_windows(session=session, monitor=monitor, rule=rule, value=value)
         gated = rules.evaluable([point(r) for r in rows], monitor.min_labeled, rule)
         return rows, ([gated[-1].window_start] if gated else [])

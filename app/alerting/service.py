@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from app.alerting import rules, series
 from app.alerting.models import Alert, Monitor, MonitorSegmentState
 from app.alerting.schemas import MonitorIn, MonitorUpdate
-from app.api.errors import ApiError
 from app.config import Settings
+from app.errors import Conflict, Invalid, NotFound, item_error
 from app.notify import formats, outbox, secrets, signing, ssrf
 from app.notify.models import WebhookDelivery
 
@@ -55,7 +55,7 @@ def _check_webhook(url: str | None, settings: Settings) -> None:
         log.warning("webhook host does not resolve yet; it is checked again at send time")
         return
     except ssrf.UnsafeWebhookURL as exc:
-        raise ApiError(422, [{"index": None, "field": "webhook_url", "message": str(exc)}]) from exc
+        raise Invalid([item_error(None, "webhook_url", str(exc))]) from exc
 
 
 def create_monitor(
@@ -141,13 +141,13 @@ def _flush_unique(session: Session, model_id: str, name: str) -> None:
         with session.begin_nested():
             session.flush()
     except IntegrityError as exc:
-        raise ApiError(409, f"model {model_id!r} already has a monitor named {name!r}") from exc
+        raise Conflict(f"model {model_id!r} already has a monitor named {name!r}") from exc
 
 
 def get_monitor(*, session: Session, model_id: str, monitor_id: str) -> Monitor:
     monitor = session.get(Monitor, monitor_id)
     if monitor is None or monitor.model_id != model_id:
-        raise ApiError(404, f"monitor {monitor_id!r} not found for model {model_id!r}")
+        raise NotFound(f"monitor {monitor_id!r} not found for model {model_id!r}")
     return monitor
 
 
@@ -180,15 +180,12 @@ def update_monitor(
     if "severity" in given and body.severity is not None:
         monitor.severity = body.severity
     if monitor.webhook_format == "pagerduty" and monitor.routing_key_enc is None:
-        raise ApiError(
-            422,
+        raise Invalid(
             [
-                {
-                    "index": None,
-                    "field": "routing_key",
-                    "message": "routing_key is required with webhook_format pagerduty",
-                }
-            ],
+                item_error(
+                    None, "routing_key", "routing_key is required with webhook_format pagerduty"
+                )
+            ]
         )
     if (
         monitor.webhook_format == "standard"
@@ -382,12 +379,12 @@ def _judge_series(
     need = rules.lookback(rule, monitor.for_windows)
     for start in judged:
         i = position[start]
-        # The coverage rule is always judged at the newest window (its grace windows
-        # are counted back from there): it gets them all.
-        coverage = isinstance(rule, rules.LabelCoverageBelow)
+        # A rule with grace windows (coverage) is always judged at the newest window
+        # (they are counted back from there): it gets them all.
+        with_grace = rules.spec_of(rule).has_grace
         verdict = rules.evaluate(
             rule,
-            points if coverage else points[max(0, i + 1 - need) : i + 1],
+            points if with_grace else points[max(0, i + 1 - need) : i + 1],
             for_windows=monitor.for_windows,
             min_labeled=monitor.min_labeled,
             reference=reference,
@@ -592,7 +589,7 @@ def list_alerts(
 def get_alert(*, session: Session, alert_id: str) -> tuple[Alert, list[WebhookDelivery]]:
     alert = session.get(Alert, alert_id)
     if alert is None:
-        raise ApiError(404, f"alert {alert_id!r} not found")
+        raise NotFound(f"alert {alert_id!r} not found")
     deliveries = session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.alert_id == alert_id)

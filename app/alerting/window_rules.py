@@ -1,6 +1,6 @@
 """Rules on what a window says about itself rather than on its log loss alone: the
-calibration gap and the label coverage. Pure functions, like rules.py (which puts them
-in the `Rule` union and dispatches to them).
+calibration gap and the label coverage: their bodies. rules.py declares their specs
+(which windows they judge, when they hold) with the others.
 
 * ``calibration_gap_above``: log loss − expected log loss, i.e. how much worse the model
   does than its own scores promise. An overconfident model shows it before its raw log
@@ -13,17 +13,15 @@ in the `Rule` union and dispatches to them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, StrictInt
 
-from app.alerting.points import WindowPoint
 from app.alerting.rule_base import RuleBase
 
 
 def _integral_float(value: object) -> object:
-    # JSON has one number type: 1.0 is the integer 1 (as app.api.json_types.AsInt).
+    # JSON has one number type: 1.0 is the integer 1 (as app.json_types.AsInt).
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
@@ -64,34 +62,3 @@ class LabelCoverageBelow(RuleBase):
             "window's predictions, not its labeled rows."
         ),
     )
-
-
-def calibration_evaluable(points: Sequence[WindowPoint], min_labeled: int) -> list[WindowPoint]:
-    """Windows with enough labeled rows and a calibration gap."""
-    return [p for p in points if p.labeled >= min_labeled and p.calibration_gap is not None]
-
-
-def coverage_evaluable(
-    points: Sequence[WindowPoint], min_predictions: int, grace_windows: int
-) -> list[WindowPoint]:
-    """Windows past the grace period with at least ``min_predictions`` predictions.
-
-    The grace period is counted in windows that have predictions, whatever their size:
-    it stands for the time labels need to arrive, and a thin newest window is still
-    the newest. Points need not come sorted.
-    """
-    ordered = sorted((p for p in points if p.predictions > 0), key=lambda p: p.window_start)
-    settled = ordered[: len(ordered) - grace_windows] if grace_windows else ordered
-    return [p for p in settled if p.predictions >= min_predictions and p.label_coverage is not None]
-
-
-def calibration_holds(rule: CalibrationGapAbove, last: WindowPoint) -> bool | None:
-    if last.calibration_gap is None:
-        return None
-    return last.calibration_gap > rule.threshold
-
-
-def coverage_holds(rule: LabelCoverageBelow, last: WindowPoint) -> bool | None:
-    if last.label_coverage is None:
-        return None
-    return last.label_coverage < rule.threshold

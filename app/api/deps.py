@@ -3,7 +3,8 @@ committed when the route returns, rolled back when it raises."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,7 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.api.errors import ApiError
 from app.api.write_gate import write_slot
 from app.auth import service as auth_service
+from app.auth.cache import KeyCache, KeyInfo
 from app.config import Settings
+from app.db import session_scope
 
 
 def get_settings(request: Request) -> Settings:
@@ -58,9 +61,39 @@ def get_read_session(request: Request) -> Iterator[Session]:
 
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
+Transaction = Callable[[], AbstractContextManager[Session]]
+
+
+def get_transaction(
+    request: Request,
+    # The same bounded writer admission as SessionDep (app/api/write_gate.py).
+    _slot: Annotated[None, Depends(write_slot, scope="function")],
+) -> Transaction:
+    """For hot write routes: `with transaction() as session:` opens, commits (or rolls
+    back) and closes the unit of work inside the route's own threadpool call. SessionDep
+    commits in the dependency's teardown, a second thread hop after the route returned,
+    and the transaction (with its row locks) stays open across that hop while other
+    requests queue for threads. Returning after the commit keeps "200 means committed"."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return lambda: session_scope(factory)
+
+
+TransactionDep = Annotated[Transaction, Depends(get_transaction)]
+
 
 _bearer = HTTPBearer(auto_error=False, description="API key: Authorization: Bearer <key>")
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+def _any_active_key(factory: sessionmaker[Session]) -> bool:
+    with factory() as session:
+        return auth_service.any_active_key(session=session)
+
+
+def _lookup_key(factory: sessionmaker[Session], presented: str) -> KeyInfo | None:
+    with factory() as session:
+        row = auth_service.lookup(session=session, presented=presented)
+        return None if row is None else KeyInfo(id=row.id, scope=row.scope)
 
 
 def require_scope(scope: auth_service.Scope) -> Any:
@@ -72,24 +105,23 @@ def require_scope(scope: auth_service.Scope) -> Any:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
         factory: sessionmaker[Session] = request.app.state.read_session_factory
-        with factory() as session:
-            if credentials is None:
-                if not auth_service.any_active_key(session=session):
-                    return
-                raise ApiError(
-                    401,
-                    "missing API key: send the header Authorization: Bearer <key> "
-                    "(create one with `lossmon keys create --scope ...`)",
-                    headers=_UNAUTHORIZED,
-                )
-            key = auth_service.lookup(session=session, presented=credentials.credentials)
-            if key is None:
-                raise ApiError(401, "unknown or revoked API key", headers=_UNAUTHORIZED)
-            if not auth_service.allows(key.scope, scope):
-                raise ApiError(
-                    403, f"this API key has scope {key.scope!r}; this call needs {scope!r}"
-                )
-            request.state.api_key_id = key.id
+        cache: KeyCache = request.app.state.key_cache
+        if credentials is None:
+            if not cache.any_active(lambda: _any_active_key(factory)):
+                return
+            raise ApiError(
+                401,
+                "missing API key: send the header Authorization: Bearer <key> "
+                "(create one with `lossmon keys create --scope ...`)",
+                headers=_UNAUTHORIZED,
+            )
+        presented = credentials.credentials
+        key = cache.lookup(presented, lambda: _lookup_key(factory, presented))
+        if key is None:
+            raise ApiError(401, "unknown or revoked API key", headers=_UNAUTHORIZED)
+        if not auth_service.allows(key.scope, scope):
+            raise ApiError(403, f"this API key has scope {key.scope!r}; this call needs {scope!r}")
+        request.state.api_key_id = key.id
         limiter = request.app.state.rate_limiter
         if limiter is not None:
             wait = limiter.retry_after(key.id)

@@ -22,6 +22,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.write_gate import DatabaseBusy
+from app.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    Unavailable,
+    invalid_query,
+    item_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +54,24 @@ class ApiError(Exception):
         self.headers = headers
 
 
-class BatchValidationError(ApiError):
-    def __init__(self, errors: list[dict[str, Any]]):
-        super().__init__(422, errors)
+# The one place domain errors become HTTP statuses (ARCHITECTURE.md, principle 12).
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    Unavailable: 503,
+}
+
+# Routers raise the domain form too; kept under the old names for them.
+query_error = invalid_query
+__all__ = ["ApiError", "item_error", "query_error"]
 
 
-def item_error(index: int | None, field: str, message: str) -> dict[str, Any]:
-    return {"index": index, "field": field, "message": message}
-
-
-def query_error(field: str, message: str) -> ApiError:
-    """A 422 about a query parameter, in the same shape as body validation errors."""
-    return ApiError(422, [{"index": None, "field": field, "location": "query", "message": message}])
+def _domain_status(exc: DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]
+    return 500
 
 
 def _convert(err: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +137,12 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
+    async def on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        status = _domain_status(exc)
+        # Nothing was stored: say when to retry.
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return JSONResponse({"detail": exc.detail}, status_code=status, headers=headers)
+
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
@@ -141,6 +162,7 @@ def install_error_handlers(app: FastAPI, *, max_batch_items: int) -> None:
 
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(ApiError, on_api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, on_db_unavailable)
     app.add_exception_handler(PoolTimeout, on_db_unavailable)

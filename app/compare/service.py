@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.api.errors import query_error
 from app.db import is_postgres
+from app.errors import invalid_query
 from app.metrics import (
     PairedDifference,
     WindowStats,
@@ -37,9 +37,9 @@ class Comparison:
 
 def check_comparable(a: MonitoredModel, b: MonitoredModel) -> None:
     if a.task != b.task:
-        raise query_error("models", f"cannot compare a {a.task} model with a {b.task} model")
+        raise invalid_query("models", f"cannot compare a {a.task} model with a {b.task} model")
     if a.task == "multiclass" and list(a.classes or []) != list(b.classes or []):
-        raise query_error("models", "multiclass models compared must have the same classes")
+        raise invalid_query("models", "multiclass models compared must have the same classes")
 
 
 def _paired_sql(pg: bool, multiclass: bool, versions: bool, start: bool, end: bool) -> str:

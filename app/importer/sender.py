@@ -14,10 +14,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from lossmon import AuthError, Client, ValidationFailed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from app.client import AuthError, Client, ValidationFailed
 from app.importer.records import Format, Kind, Located, Task, count_rows, read_records
 
 BATCH = 5_000

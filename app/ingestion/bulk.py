@@ -15,11 +15,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import is_postgres
+from app.registry.models import MonitoredModel
+from app.windows import dirty
 
 # Parameters: model_id, received_us, then one array per column (bench/ingest.py runs
 # this same statement through psycopg as its reference).
@@ -61,29 +65,73 @@ def _cursor(session: Session) -> Any:
     return session.connection().connection.cursor()
 
 
+# What the service runs on PostgreSQL: the insert above, guarded by the model version the
+# caller validated against, plus the window change log, in one statement (one round
+# trip). `FOR KEY SHARE` re-reads the model row at its newest version and waits for a
+# concurrent PUT holding it: a model changed meanwhile inserts nothing (model_current
+# false) instead of storing rows of the old shape.
+PG_INGEST_PREDICTIONS = """
+WITH guard AS (
+    SELECT 1 FROM models WHERE id = %(model_id)s AND updated_at = %(version)s FOR KEY SHARE
+), ins AS (
+    INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
+                             probabilities, model_version, segments, received_us)
+    SELECT %(model_id)s, u.pid, u.ts, u.ws, u.score, u.probs::json, u.mv, u.seg::json,
+           %(received_us)s
+    FROM unnest(%(pid)b::text[], %(ts)b::bigint[], %(ws)b::bigint[], %(score)b::float8[],
+                %(probs)b::text[], %(mv)b::text[], %(seg)b::text[])
+         AS u(pid, ts, ws, score, probs, mv, seg)
+    WHERE EXISTS (SELECT 1 FROM guard)
+    ON CONFLICT (model_id, prediction_id) DO NOTHING
+    RETURNING window_start
+), changes AS (
+    INSERT INTO window_changes (model_id, window_start)
+    SELECT DISTINCT %(model_id)s, window_start FROM ins
+)
+SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM guard)
+"""
+
+
 def insert_predictions(
-    *, session: Session, model_id: str, rows: PredictionRows, received_us: int
-) -> tuple[int, list[int]]:
-    """Insert, skipping stored ids. Returns (rows inserted, windows to mark dirty)."""
+    *,
+    session: Session,
+    model_id: str,
+    model_version: datetime,
+    rows: PredictionRows,
+    received_us: int,
+) -> int | None:
+    """Insert, skipping stored ids, and log the windows that changed. Returns the rows
+    inserted, or None (nothing written) when the model's `updated_at` is no longer
+    `model_version`: the rows were validated against a shape that changed."""
+    if is_postgres(session):
+        cur = _cursor(session)
+        try:
+            cur.execute(
+                PG_INGEST_PREDICTIONS,
+                {
+                    "model_id": model_id,
+                    "version": model_version,
+                    "received_us": received_us,
+                    "pid": rows.prediction_ids,
+                    "ts": rows.ts_us,
+                    "ws": rows.window_starts,
+                    "score": rows.scores,
+                    "probs": rows.probabilities,
+                    "mv": rows.model_versions,
+                    "seg": rows.segments,
+                },
+            )
+            inserted, current = cur.fetchone()
+        finally:
+            cur.close()
+        return int(inserted) if current else None
+    # SQLite: the BEGIN IMMEDIATE transaction holds the write lock, so the model cannot
+    # change between this check and the insert.
+    stored = session.scalar(select(MonitoredModel.updated_at).where(MonitoredModel.id == model_id))
+    if stored != model_version:
+        return None
     cur = _cursor(session)
     try:
-        if is_postgres(session):
-            cur.execute(
-                PG_INSERT_PREDICTIONS,
-                (
-                    model_id,
-                    received_us,
-                    rows.prediction_ids,
-                    rows.ts_us,
-                    rows.window_starts,
-                    rows.scores,
-                    rows.probabilities,
-                    rows.model_versions,
-                    rows.segments,
-                ),
-            )
-            inserted_windows = [r[0] for r in cur.fetchall()]
-            return len(inserted_windows), inserted_windows
         dbapi = session.connection().connection.dbapi_connection
         before = dbapi.total_changes  # type: ignore[union-attr]
         cur.executemany(
@@ -107,12 +155,14 @@ def insert_predictions(
                 )
             ],
         )
-        inserted = dbapi.total_changes - before  # type: ignore[union-attr]
-        # SQLite cannot RETURNING from executemany; re-marking a duplicate's window
-        # only costs one recompute of it, so mark every window of the batch.
-        return inserted, rows.window_starts
+        inserted = int(dbapi.total_changes - before)  # type: ignore[union-attr]
     finally:
         cur.close()
+    if inserted:
+        # executemany cannot RETURNING: a duplicate's window is logged too, which only
+        # costs one recompute of it.
+        dirty.mark_dirty(session=session, model_id=model_id, window_starts=rows.window_starts)
+    return inserted
 
 
 def find_predictions(

@@ -1,14 +1,20 @@
-"""HTTP for ingestion. Plain `def` routes: the bulk work runs in the threadpool."""
+"""HTTP for ingestion. Plain `def` routes: the bulk work runs in the threadpool, and the
+transaction opens and commits inside that same call (deps.TransactionDep)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session, sessionmaker
 
+from app import counters as observability_counters
 from app.api import responses
-from app.api.deps import Ingest, SessionDep, SettingsDep
+from app.api.deps import Ingest, SettingsDep, Transaction, TransactionDep
 from app.api.errors import ApiError, batch_too_large_message
+from app.errors import Invalid
 from app.ingestion import service
 from app.ingestion.schemas import (
     ActualBatch,
@@ -16,13 +22,14 @@ from app.ingestion.schemas import (
     IngestPredictionsOut,
     PredictionBatch,
 )
-from app.observability import counters as observability_counters
 from app.registry import service as model_service
+from app.registry.cache import ModelCache, ModelShape
 from app.registry.router import ModelId
 
 router = APIRouter(prefix="/v1/models", tags=["ingestion"], responses=responses.COMMON)
 
 _BATCH_RESPONSES = {**responses.BODY, **responses.NOT_FOUND}
+T = TypeVar("T")
 
 
 def _check_batch(count: int, cap: int) -> None:
@@ -34,6 +41,34 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _load_shape(request: Request, model_id: str) -> ModelShape:
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    with factory() as session:
+        return ModelShape.of(model_service.require_model(session=session, model_id=model_id))
+
+
+def _with_cached_model(
+    request: Request,
+    model_id: str,
+    transaction: Transaction,
+    work: Callable[[Session, ModelShape], T],
+) -> T:
+    """Run `work` in one transaction against the cached model shape. The insert checks
+    the shape is current (service.ModelChanged otherwise); a refusal (422) from a cached
+    shape is re-checked against a fresh read before it is answered."""
+    cache: ModelCache = request.app.state.model_cache
+    for attempt in range(3):
+        model = cache.get(model_id, lambda: _load_shape(request, model_id))
+        try:
+            with transaction() as session:
+                return work(session, model)
+        except (service.ModelChanged, Invalid):
+            cache.forget(model_id)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 @router.post(
     "/{model_id}/predictions",
     response_model=IngestPredictionsOut,
@@ -41,19 +76,27 @@ def _now_us() -> int:
     dependencies=[Ingest],
 )
 def post_predictions(
-    model_id: ModelId, batch: PredictionBatch, session: SessionDep, settings: SettingsDep
+    model_id: ModelId,
+    batch: PredictionBatch,
+    request: Request,
+    transaction: TransactionDep,
+    settings: SettingsDep,
 ) -> IngestPredictionsOut:
     """Store a batch of predictions; re-sent prediction_ids are counted as duplicates."""
     _check_batch(len(batch.predictions), settings.max_batch_items)
-    model = model_service.require_model(session=session, model_id=model_id)
-    result = service.ingest_predictions(
-        session=session,
-        model=model,
-        items=batch.predictions,
-        now_us=_now_us(),
-        max_future_s=settings.max_future_s,
-    )
-    observability_counters.record_predictions(model.id, result.accepted, result.duplicates)
+    now_us = _now_us()
+
+    def work(session: Session, model: ModelShape) -> service.PredictionResult:
+        return service.ingest_predictions(
+            session=session,
+            model=model,
+            items=batch.predictions,
+            now_us=now_us,
+            max_future_s=settings.max_future_s,
+        )
+
+    result = _with_cached_model(request, model_id, transaction, work)
+    observability_counters.record_predictions(model_id, result.accepted, result.duplicates)
     return IngestPredictionsOut(accepted=result.accepted, duplicates=result.duplicates)
 
 
@@ -64,18 +107,20 @@ def post_predictions(
     dependencies=[Ingest],
 )
 def post_actuals(
-    model_id: ModelId, batch: ActualBatch, session: SessionDep, settings: SettingsDep
+    model_id: ModelId, batch: ActualBatch, transaction: TransactionDep, settings: SettingsDep
 ) -> IngestActualsOut:
     """Store ground truth; a re-sent prediction_id replaces its earlier actual."""
     _check_batch(len(batch.actuals), settings.max_batch_items)
-    model = model_service.require_model(session=session, model_id=model_id)
-    result = service.ingest_actuals(
-        session=session,
-        model=model,
-        items=batch.actuals,
-        now_us=_now_us(),
-        max_future_s=settings.max_future_s,
-    )
+    with transaction() as session:
+        # Read in the transaction: labels are stored by the model's class list.
+        model = model_service.require_model(session=session, model_id=model_id)
+        result = service.ingest_actuals(
+            session=session,
+            model=ModelShape.of(model),
+            items=batch.actuals,
+            now_us=_now_us(),
+            max_future_s=settings.max_future_s,
+        )
     observability_counters.record_actuals(model.id, result.matched, result.pending, result.expired)
     return IngestActualsOut(
         accepted=result.accepted,

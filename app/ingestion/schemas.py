@@ -6,7 +6,6 @@ so they live in the service and report errors in the same index/field/message fo
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -20,8 +19,9 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict, WithJsonSchema
 
-from app.api.json_types import (
+from app.json_types import (
     NO_NUL,
+    SEGMENT_KEY_PATTERN,
     PredictionIdText,
     SegmentValueText,
     Timestamp,
@@ -49,8 +49,6 @@ _PROBABILITIES_SCHEMA = {
     "classes, summing to 1 ± 1e-6",
 }
 PredictionId = PredictionIdText
-SEGMENT_KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-SEGMENT_KEY_RE = re.compile(SEGMENT_KEY_PATTERN)
 SegmentKey = Annotated[str, Field(pattern=SEGMENT_KEY_PATTERN)]
 SegmentValue = SegmentValueText
 

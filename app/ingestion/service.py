@@ -13,14 +13,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from app.api.errors import BatchValidationError, item_error
+from app.errors import Invalid, Unavailable, item_error
 from app.ingestion import bulk, time_bounds
+from app.ingestion.models import Actual, Prediction
 from app.ingestion.schemas import ActualIn, PredictionIn, as_utc_micros
-from app.registry.models import MonitoredModel
-from app.retention import horizon
+from app.registry import horizon
+from app.registry.cache import ModelShape
 from app.windows import dirty
+
+
+class ModelChanged(Unavailable):
+    """The model row changed after the batch was validated against it; nothing was
+    written. The caller re-reads the model and tries again (and, after the last try,
+    answers 503: the model was changed again and again while the batch was stored)."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(
+            f"model {model_id!r} changed while the batch was stored; nothing was stored, retry"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +155,19 @@ def _timestamp_errors(
 def ingest_predictions(
     *,
     session: Session,
-    model: MonitoredModel,
+    model: ModelShape,
     items: Sequence[PredictionIn],
     now_us: int,
     max_future_s: float,
 ) -> PredictionResult:
     probabilities: list[str | None] = [None] * len(items)
     if model.task == "multiclass":
-        probabilities, errors = _multiclass_probabilities(items, model.classes or [])
+        probabilities, errors = _multiclass_probabilities(items, model.classes or ())
     else:
         errors = _check_binary_predictions(items)
     errors += _timestamp_errors(items, now_us=now_us, max_future_s=max_future_s)
     if errors:
-        raise BatchValidationError(sorted(errors, key=lambda e: e["index"]))
+        raise Invalid(sorted(errors, key=lambda e: e["index"]))
     probabilities_of: dict[str, str | None] = {}
     for item, probs in zip(items, probabilities, strict=True):
         probabilities_of.setdefault(item.prediction_id, probs)
@@ -173,10 +186,15 @@ def ingest_predictions(
         model_versions=[p.model_version for p in ordered],
         segments=_segments_json(ordered),
     )
-    accepted, windows = bulk.insert_predictions(
-        session=session, model_id=model.id, rows=rows, received_us=now_us
+    accepted = bulk.insert_predictions(
+        session=session,
+        model_id=model.id,
+        model_version=model.updated_at,
+        rows=rows,
+        received_us=now_us,
     )
-    dirty.mark_dirty(session=session, model_id=model.id, window_starts=windows)
+    if accepted is None:
+        raise ModelChanged(model.id)
     return PredictionResult(accepted=accepted, duplicates=len(items) - accepted)
 
 
@@ -186,12 +204,12 @@ def _binary_label(value: bool | int | str) -> int | None:
     return int(value) if value in (0, 1) else None
 
 
-def _labels(model: MonitoredModel, items: Sequence[ActualIn]) -> list[int]:
+def _labels(model: ModelShape, items: Sequence[ActualIn]) -> list[int]:
     """Stored label per item: 0/1, or the class's index for multiclass."""
     labels: list[int] = []
     errors = []
     if model.task == "multiclass":
-        index = {name: k for k, name in enumerate(model.classes or [])}
+        index = {name: k for k, name in enumerate(model.classes or ())}
         for i, item in enumerate(items):
             k = index.get(item.label) if isinstance(item.label, str) else None
             if k is None:
@@ -209,21 +227,21 @@ def _labels(model: MonitoredModel, items: Sequence[ActualIn]) -> list[int]:
             else:
                 labels.append(label)
     if errors:
-        raise BatchValidationError(errors)
+        raise Invalid(errors)
     return labels
 
 
 def ingest_actuals(
     *,
     session: Session,
-    model: MonitoredModel,
+    model: ModelShape,
     items: Sequence[ActualIn],
     now_us: int,
     max_future_s: float,
 ) -> ActualResult:
     errors = _timestamp_errors(items, now_us=now_us, max_future_s=max_future_s)
     if errors:
-        raise BatchValidationError(errors)
+        raise Invalid(errors)
     labels = _labels(model, items)
 
     last: dict[str, int] = {}
@@ -264,4 +282,12 @@ def ingest_actuals(
         matched=matched,
         pending=len(items) - matched - expired,
         expired=expired,
+    )
+
+
+def has_data(session: Session, model_id: str) -> bool:
+    """Does the model hold any stored prediction or actual? (A registry hook.)"""
+    return bool(
+        session.scalar(select(exists().where(Prediction.model_id == model_id)))
+        or session.scalar(select(exists().where(Actual.model_id == model_id)))
     )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from app.api.errors import item_error
+from app.errors import item_error
 
 EARLIEST_US = 0  # 1970-01-01T00:00:00Z
 EARLIEST_TEXT = "1970-01-01T00:00:00Z"

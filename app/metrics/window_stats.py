@@ -320,8 +320,7 @@ def finalise(s: WindowSums) -> WindowStats:
         baseline_log_loss=baseline,
         skill=skill,
         log_loss_stderr=stderr,
-        log_loss_median=q["log_loss_median"],
-        log_loss_p90=q["log_loss_p90"],
+        **q,  # one keyword per QUANTILE_FIELDS entry
         expected_log_loss=expected,
         accuracy=s.correct_weight / total,
         class_rates=rates if multiclass else None,

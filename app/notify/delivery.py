@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.alerting.models import Monitor
 from app.config import Settings
 from app.db import session_scope
 from app.notify.backoff import next_delay
@@ -71,6 +71,19 @@ class ClaimResult:
     found: int  # due rows seen (both of the above)
 
 
+class WebhookOwner(Protocol):
+    """Who owns a delivery's webhook URL (alerting: the monitor), told when the
+    receiver answers 410 Gone. Passed in rather than imported: notify sits below
+    alerting and must not import it back."""
+
+    def lock(self, session: Session, monitor_id: str) -> None:
+        """Lock the owner's row before any delivery row (a fixed lock order, so two
+        410s for one monitor queue instead of deadlocking)."""
+
+    def disable(self, session: Session, monitor_id: str, url: str, now: datetime) -> None:
+        """Stop sending to `url` (only if the owner still points at it)."""
+
+
 def deliver_due(
     *,
     factory: sessionmaker[Session],
@@ -79,8 +92,11 @@ def deliver_due(
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
     limit: int = 50,
+    owner: WebhookOwner | None = None,
 ) -> DeliveryReport:
-    """Send every due delivery (up to MAX_BATCHES batches of `limit`)."""
+    """Send every due delivery (up to MAX_BATCHES batches of `limit`).
+
+    `owner` hears of 410 Gone answers (None: only the deliveries are cancelled)."""
     rng = rng if rng is not None else random.Random()
     report = DeliveryReport()
     # No proxies from the environment: a proxy would resolve the host itself and
@@ -99,7 +115,7 @@ def deliver_due(
                 )
             report.dead += claim.expired
             for delivery in claim.deliveries:
-                _attempt(factory, settings, http, secrets, delivery, clock, rng, report)
+                _attempt(factory, settings, http, secrets, delivery, clock, rng, report, owner)
             if claim.found < limit:
                 break
     finally:
@@ -200,6 +216,7 @@ def _attempt(
     clock: Callable[[], float],
     rng: random.Random,
     report: DeliveryReport,
+    owner: WebhookOwner | None,
 ) -> None:
     now_us = _now_us(clock)
     if now_us >= delivery.lease_until_us:
@@ -210,7 +227,7 @@ def _attempt(
         return
     result = send(http, settings, secrets, delivery, from_us(now_us))
     report.sent += 1
-    label = _record(factory, settings, delivery, result, _now_us(clock), rng)
+    label = _record(factory, settings, delivery, result, _now_us(clock), rng, owner)
     if label == "delivered":
         report.delivered += 1
     elif label == "retry":
@@ -238,15 +255,13 @@ def _record(
     result: AttemptResult,
     now_us: int,
     rng: random.Random,
+    owner: WebhookOwner | None,
 ) -> str:
     """Store one attempt's outcome; returns the report label (or "stale")."""
     now = from_us(now_us)
     with session_scope(factory) as session:
-        monitor = None
-        if result.outcome == "gone":
-            # Lock the monitor before any delivery row, so two 410s for one monitor
-            # queue on it instead of deadlocking over each other's rows.
-            monitor = session.get(Monitor, delivery.monitor_id, with_for_update=True)
+        if result.outcome == "gone" and owner is not None:
+            owner.lock(session, delivery.monitor_id)
         row = session.get(WebhookDelivery, delivery.id, with_for_update=True)
         if (
             row is None
@@ -297,15 +312,8 @@ def _record(
         else:  # gone
             row.status = "dead"
             label = "failed"
-            # Only if the monitor still points at the URL that answered 410: a monitor
-            # whose URL was changed meanwhile must keep delivering to the new one.
-            if (
-                monitor is not None
-                and monitor.webhook_url == row.url
-                and monitor.webhook_disabled_at is None
-            ):
-                monitor.webhook_disabled_at = now
-                log.warning("monitor %s: webhook disabled, receiver answered 410 Gone", monitor.id)
+            if owner is not None:
+                owner.disable(session, row.monitor_id, row.url, now)
             session.execute(
                 update(WebhookDelivery)
                 .where(

@@ -16,44 +16,22 @@ from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import scheduler as scheduler_module
+from app import counters
 from app.alerting.models import Alert, Monitor
 from app.notify.models import WebhookDelivery
 from app.registry.models import MonitoredModel
 from app.retention import service as retention_service
+from app.windows import record
 from app.windows.models import DirtyWindow, WindowChange, WindowMetric
 
 log = logging.getLogger(__name__)
 
 OUTBOX_STATUSES = ("pending", "dead")
 
-# (metric name, WindowMetric column, help) for each model's latest window.
+# (metric name, WindowMetric column, help) for each model's latest window: the window
+# record's gauges, and when that window started.
 WINDOW_GAUGES: tuple[tuple[str, str, str], ...] = (
-    ("lossmon_window_log_loss", "log_loss", "Weighted mean log loss of the latest window."),
-    (
-        "lossmon_window_baseline_log_loss",
-        "baseline_log_loss",
-        "Log loss of the naive baseline (entropy of the base rate) in the latest window.",
-    ),
-    ("lossmon_window_skill", "skill", "1 - log_loss / baseline_log_loss of the latest window."),
-    (
-        "lossmon_window_label_coverage",
-        "label_coverage",
-        "Share of the latest window's predictions that have an actual.",
-    ),
-    (
-        "lossmon_window_expected_log_loss",
-        "expected_log_loss",
-        "Log loss the model expects from its own scores (mean score entropy), latest window.",
-    ),
-    (
-        "lossmon_window_calibration_gap",
-        "calibration_gap",
-        "log_loss - expected_log_loss of the latest window (> 0: worse than it expects).",
-    ),
-    ("lossmon_window_ece", "ece", "Expected calibration error (10 bins) of the latest window."),
-    ("lossmon_window_predictions", "predictions", "Predictions in the latest window."),
-    ("lossmon_window_labeled", "labeled", "Predictions with an actual in the latest window."),
+    *record.GAUGES,
     (
         "lossmon_window_start_timestamp_seconds",
         "window_start",
@@ -121,7 +99,7 @@ def latest_windows(session: Session, now_s: int | None = None) -> list[dict[str,
             WindowMetric.model_id.label("model_id"),
             func.max(WindowMetric.window_start).label("window_start"),
         )
-        .where(WindowMetric.predictions > 0, WindowMetric.window_start <= now_s)
+        .where(record.column(WindowMetric, "predictions") > 0, WindowMetric.window_start <= now_s)
         .group_by(WindowMetric.model_id)
         .subquery()
     )
@@ -145,8 +123,8 @@ def evaluated_windows(session: Session, now_s: int | None = None) -> list[dict[s
         )
         .outerjoin(gate, gate.c.model_id == WindowMetric.model_id)
         .where(
-            WindowMetric.log_loss.is_not(None),
-            WindowMetric.labeled >= func.coalesce(gate.c.n, DEFAULT_MIN_LABELED),
+            record.column(WindowMetric, "log_loss").is_not(None),
+            record.column(WindowMetric, "labeled") >= func.coalesce(gate.c.n, DEFAULT_MIN_LABELED),
             WindowMetric.window_start <= now_s,
         )
         .group_by(WindowMetric.model_id)
@@ -266,11 +244,11 @@ def _scheduler_families() -> list[GaugeMetricFamily]:
         "How long the last run (tick) of each scheduler job took.",
         labels=["job"],
     )
-    for job, at in sorted(dict(scheduler_module.last_run_at).items()):
+    for job, at in sorted(dict(counters.last_run_at).items()):
         success.add_metric([job], at)
-    for job, at in sorted(dict(scheduler_module.last_started_at).items()):
+    for job, at in sorted(dict(counters.last_started_at).items()):
         started.add_metric([job], at)
-    for job, seconds in sorted(dict(scheduler_module.last_duration_s).items()):
+    for job, seconds in sorted(dict(counters.last_duration_s).items()):
         duration.add_metric([job], seconds)
     return [success, started, duration]
 

@@ -21,8 +21,8 @@ from prometheus_client import (
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 
+from app.counters import INGEST_COLLECTOR
 from app.observability.collector import DatabaseCollector
-from app.observability.counters import INGEST_COLLECTOR
 
 # Seconds; ingest of a large batch or a cold scrape can take a few seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

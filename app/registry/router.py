@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Response
 from app.api import pagination, responses
 from app.api.deps import Admin, Read, ReadSessionDep, SessionDep
 from app.registry import service
+from app.registry.hooks import HooksDep
 from app.registry.schemas import MODEL_ID_PATTERN, ModelIn, ModelList, ModelOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=responses.COMMON)
@@ -23,10 +24,10 @@ ModelId = Annotated[str, Path(pattern=MODEL_ID_PATTERN, description="[A-Za-z0-9.
     dependencies=[Admin],
     responses={**responses.BODY, **responses.CONFLICT},
 )
-def put_model(model_id: ModelId, body: ModelIn, session: SessionDep) -> ModelOut:
+def put_model(model_id: ModelId, body: ModelIn, session: SessionDep, hooks: HooksDep) -> ModelOut:
     """Create or update a model (idempotent). Fields left out keep their value on update."""
     model, _created = service.upsert_model(
-        session=session, model_id=model_id, body=body, now=datetime.now(UTC)
+        session=session, model_id=model_id, body=body, now=datetime.now(UTC), hooks=hooks
     )
     return service.to_out(model)
 

@@ -16,7 +16,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict, WithJsonSchema
 
-from app.api.json_types import NO_NUL, DescriptionText
+from app.json_types import NO_NUL, DescriptionText
 
 MODEL_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 # At most 99999m, 9999h or 999d: the bound is in the pattern so the schema says it.
@@ -78,8 +78,16 @@ class ModelIn(BaseModel):
     classes: Annotated[list[ClassName] | None, WithJsonSchema(_CLASSES_SCHEMA)] = Field(
         default=None, min_length=2, max_length=1000
     )
+    # Accepted and echoed back so existing clients keep working; no metric uses it
+    # (each window's baseline is the entropy of its own base rate).
     reference_base_rate: float | None = Field(
-        default=None, gt=0, lt=1, strict=True, allow_inf_nan=False
+        default=None,
+        gt=0,
+        lt=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="Deprecated: stored and returned, used by no metric.",
+        json_schema_extra={"deprecated": True},
     )
     clip_eps: float = Field(default=1e-15, gt=0, lt=0.5, strict=True, allow_inf_nan=False)
     retention_days: int | None = Field(

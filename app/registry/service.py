@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.api.errors import ApiError
-from app.ingestion.models import Actual, Prediction
+from app.errors import Conflict, NotFound
+from app.registry.hooks import UNWIRED, RegistryHooks
 from app.registry.models import MonitoredModel
 from app.registry.schemas import ModelIn, ModelOut, window_seconds
 
@@ -39,8 +39,7 @@ def get_model(*, session: Session, model_id: str) -> MonitoredModel | None:
 def require_model(*, session: Session, model_id: str) -> MonitoredModel:
     model = get_model(session=session, model_id=model_id)
     if model is None:
-        raise ApiError(
-            404,
+        raise NotFound(
             f"model {model_id!r} is not registered; create it first with "
             f"PUT /v1/models/{model_id} and a body such as "
             '{"task": "binary", "window": "1h"}',
@@ -48,17 +47,18 @@ def require_model(*, session: Session, model_id: str) -> MonitoredModel:
     return model
 
 
-def has_data(*, session: Session, model_id: str) -> bool:
-    return bool(
-        session.scalar(select(exists().where(Prediction.model_id == model_id)))
-        or session.scalar(select(exists().where(Actual.model_id == model_id)))
-    )
-
-
 def upsert_model(
-    *, session: Session, model_id: str, body: ModelIn, now: datetime
+    *,
+    session: Session,
+    model_id: str,
+    body: ModelIn,
+    now: datetime,
+    hooks: RegistryHooks = UNWIRED,
 ) -> tuple[MonitoredModel, bool]:
-    """Create or update. Returns (model, created)."""
+    """Create or update. Returns (model, created).
+
+    A new clip_eps recomputes every window of the model (API.md "Models: lifecycle"):
+    one history must not mix two eps values."""
     model = session.get(MonitoredModel, model_id, with_for_update=True)
     if model is None:
         model = MonitoredModel(
@@ -82,13 +82,13 @@ def upsert_model(
     if given.get("task") == "binary":
         given["classes"] = None  # a model turned binary keeps no class list
     changed_shape = [f for f in _SHAPE_FIELDS if f in given and given[f] != getattr(model, f)]
-    if changed_shape and has_data(session=session, model_id=model_id):
-        raise ApiError(
-            409,
+    if changed_shape and hooks.has_data(session, model_id):
+        raise Conflict(
             f"model {model_id!r} already has data; {', '.join(changed_shape)} cannot change. "
             "Register a new model id instead.",
         )
     changed = False
+    eps_changed = "clip_eps" in given and given["clip_eps"] != model.clip_eps
     for field, value in given.items():
         if getattr(model, field) != value:
             setattr(model, field, value)
@@ -98,6 +98,8 @@ def upsert_model(
     if changed:
         model.updated_at = now
     session.flush()
+    if eps_changed:
+        hooks.recompute_windows(session, model_id)
     return model, False
 
 

@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import is_postgres, session_scope
 from app.ingestion.models import Actual, Prediction
+from app.registry import horizon
 from app.registry.models import MonitoredModel
-from app.retention import horizon
+from app.windows import record
 from app.windows.models import WindowMetric
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _expire_model(
             counts = [
                 (int(ws), int(n))
                 for ws, n in session.execute(
-                    select(WindowMetric.window_start, WindowMetric.predictions)
+                    select(WindowMetric.window_start, record.column(WindowMetric, "predictions"))
                     .where(
                         WindowMetric.model_id == policy.model_id,
                         WindowMetric.window_start >= first,

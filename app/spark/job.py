@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.alerting import watched
 from app.db import session_scope
 from app.registry.models import MonitoredModel
 from app.spark import aggregate, read
 from app.spark import store as spark_store
 from app.spark.columns import ColumnMap
-from app.windows import slice_store
 
 
 class UnknownModel(LookupError):
@@ -93,7 +93,7 @@ def compute(
     with session_scope(factory) as session:
         model = _model(session, inputs.model_id)
         classes = list(model.classes) if model.task == "multiclass" and model.classes else None
-        pinned = slice_store.pinned_slices(session=session, model_id=model.id)
+        pinned = watched.pinned_slices(session=session, model_id=model.id)
         spec = spec_for(model, inputs=inputs, top_n=top_n, pinned=pinned)
         session.expunge(model)
     started = time.perf_counter()

@@ -13,7 +13,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, and_, delete, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    CursorResult,
+    Result,
+    and_,
+    case,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.db import is_postgres
@@ -25,6 +37,25 @@ class Claim:
     model_id: str
     window_start: int
     generation: int
+    # The window was leased by another pass whose lease ran out (a dead worker: live
+    # ones renew theirs, see app/windows/heartbeat.py).
+    took_over: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A dirty window as the queue holds it now."""
+
+    generation: int
+    claim_token: str | None
+    leased_until_us: int | None
+
+    def leased_by_other(self, token: str, now_us: int) -> bool:
+        return (
+            self.claim_token is not None
+            and self.claim_token != token
+            and (self.leased_until_us or 0) >= now_us
+        )
 
 
 def mark_dirty(*, session: Session, model_id: str, window_starts: Iterable[int]) -> int:
@@ -86,7 +117,12 @@ def claim(*, session: Session, token: str, now_us: int, lease_us: int, limit: in
     """
     free = or_(DirtyWindow.claim_token.is_(None), DirtyWindow.leased_until_us < now_us)
     rows = session.execute(
-        select(DirtyWindow.model_id, DirtyWindow.window_start, DirtyWindow.generation)
+        select(
+            DirtyWindow.model_id,
+            DirtyWindow.window_start,
+            DirtyWindow.generation,
+            DirtyWindow.claim_token,
+        )
         .where(free)
         .order_by(DirtyWindow.model_id, DirtyWindow.window_start)
         .limit(limit)
@@ -100,7 +136,53 @@ def claim(*, session: Session, token: str, now_us: int, lease_us: int, limit: in
         .where(tuple_(DirtyWindow.model_id, DirtyWindow.window_start).in_(keys))
         .values(claim_token=token, leased_until_us=now_us + lease_us)
     )
-    return [Claim(r.model_id, r.window_start, r.generation) for r in rows]
+    return [
+        Claim(r.model_id, r.window_start, r.generation, took_over=r.claim_token is not None)
+        for r in rows
+    ]
+
+
+def renew(*, session: Session, token: str, until_us: int) -> int:
+    """Extend this token's leases to `until_us` (never shorten them): the heartbeat of a
+    live pass. Rows are locked in sorted key order, like everywhere else (no deadlocks
+    with a fold or a settle). Returns how many leases it renewed."""
+    mine = (
+        select(DirtyWindow.model_id, DirtyWindow.window_start)
+        .where(DirtyWindow.claim_token == token)
+        .order_by(DirtyWindow.model_id, DirtyWindow.window_start)
+        .with_for_update()
+    )
+    keys = [tuple(k) for k in session.execute(mine).all()]
+    if not keys:
+        return 0
+    lease = DirtyWindow.leased_until_us
+    later = case((lease > until_us, lease), else_=until_us)
+    result = session.execute(
+        update(DirtyWindow)
+        .where(
+            tuple_(DirtyWindow.model_id, DirtyWindow.window_start).in_(keys),
+            DirtyWindow.claim_token == token,
+        )
+        .values(leased_until_us=later)
+    )
+    return _rowcount(result)
+
+
+def queued(*, session: Session) -> dict[tuple[str, int], Queued]:
+    """Every dirty window with its generation and lease (after a fold: the whole queue)."""
+    rows = session.execute(
+        select(
+            DirtyWindow.model_id,
+            DirtyWindow.window_start,
+            DirtyWindow.generation,
+            DirtyWindow.claim_token,
+            DirtyWindow.leased_until_us,
+        )
+    ).all()
+    return {
+        (r.model_id, r.window_start): Queued(r.generation, r.claim_token, r.leased_until_us)
+        for r in rows
+    }
 
 
 def lock_own_claims(

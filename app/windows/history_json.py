@@ -20,14 +20,7 @@ from sqlalchemy import ColumnElement, Text, cast, select
 from sqlalchemy.orm import Session
 
 from app.windows.models import SliceMetric, WindowMetric
-from app.windows.schemas import WindowOut
-
-# Stored as JSON; read as text and spliced in.
-JSON_FIELDS = ("class_rates", "class_log_loss", "reliability")
-# Every other WindowOut field except start/end/computed_at, in the model's order.
-SCALAR_FIELDS = tuple(
-    f for f in WindowOut.model_fields if f not in ("start", "end", "computed_at", *JSON_FIELDS)
-)
+from app.windows.record import JSON_FIELDS, SCALAR_FIELDS
 
 Fragment = tuple[int, str]  # (window start, the window's JSON object)
 
@@ -56,7 +49,8 @@ def _fragment(
 
 
 def fragment_from_values(values: dict[str, Any]) -> Fragment:
-    """A window computed on demand (the dict metric_values() builds)."""
+    """A window computed on demand, or a stored row (the dict record.stored_values()
+    and record.row_values() build)."""
     scalars = {f: values[f] for f in SCALAR_FIELDS}
     scalars["computed_at"] = _iso(values["computed_at"])
     texts = [json.dumps(values[f], allow_nan=False, separators=(",", ":")) for f in JSON_FIELDS]

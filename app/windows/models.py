@@ -4,12 +4,13 @@ per slice)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime
+from app.db import Base
+from app.windows import record
 
 
 class WindowChange(Base):
@@ -52,39 +53,25 @@ class DirtyWindow(Base):
     leased_until_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
-# Window sources.
-DATABASE = "database"
-SPARK = "spark"
+# Window sources (which path computed a row): see record.FIELDS "source".
+DATABASE = record.DATABASE
+SPARK = record.SPARK
 
 
-class MetricColumns:
-    """The metric fields of one window, shared by the whole-model and the slice rows."""
+if TYPE_CHECKING:
 
-    window_end: Mapped[int] = mapped_column(BigInteger)
-    predictions: Mapped[int] = mapped_column(Integer)
-    labeled: Mapped[int] = mapped_column(Integer)
-    weight_sum: Mapped[float] = mapped_column(Float)
-    label_coverage: Mapped[float | None] = mapped_column(Float, nullable=True)
-    positive_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
-    log_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
-    baseline_log_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
-    skill: Mapped[float | None] = mapped_column(Float, nullable=True)
-    log_loss_stderr: Mapped[float | None] = mapped_column(Float, nullable=True)
-    log_loss_median: Mapped[float | None] = mapped_column(Float, nullable=True)
-    log_loss_p90: Mapped[float | None] = mapped_column(Float, nullable=True)
-    expected_log_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
-    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
-    # multiclass: {class name: rate} and {class name: log loss or null}
-    class_rates: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    class_log_loss: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    # 10 bins of {lower, upper, count, weight, mean_predicted, observed_rate}
-    reliability: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
-    ece: Mapped[float | None] = mapped_column(Float, nullable=True)
-    calibration_gap: Mapped[float | None] = mapped_column(Float, nullable=True)
-    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Which path computed the row: "database" (the compute pass) or "spark"
-    # (`lossmon spark compute`); the compute pass never overwrites a spark row.
-    source: Mapped[str] = mapped_column(String(16), server_default=DATABASE)
+    class MetricColumns:
+        """The metric columns (typed loosely here: built from the record's field list)."""
+
+        window_end: Mapped[int]
+        computed_at: Mapped[datetime]
+        source: Mapped[str]
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    # One column per field of the window record (app/windows/record.py).
+    MetricColumns = record.column_mixin()
 
 
 class WindowMetric(MetricColumns, Base):

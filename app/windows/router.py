@@ -12,8 +12,7 @@ from pydantic import StringConstraints
 from app.api import pagination, responses
 from app.api.deps import Read, ReadSessionDep
 from app.api.errors import query_error
-from app.api.json_types import VersionText
-from app.ingestion.schemas import SEGMENT_KEY_RE, Timestamp
+from app.json_types import SEGMENT_KEY_RE, Timestamp, VersionText
 from app.registry import service as model_service
 from app.registry.router import ModelId
 from app.windows import history_json, service

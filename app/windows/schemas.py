@@ -3,62 +3,27 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from app.windows import record
+from app.windows.record import ReliabilityBin
 
-class ReliabilityBin(BaseModel):
-    lower: float
-    upper: float
-    count: int = Field(description="labeled rows in the bin")
-    weight: float = Field(description="Σ w of those rows")
-    mean_predicted: float | None = Field(description="Σ w p / Σ w; null when empty")
-    observed_rate: float | None = Field(
-        description="Σ w y / Σ w (multiclass: top class was right); null when empty"
-    )
+if TYPE_CHECKING:
 
+    class WindowOut(BaseModel):
+        start: datetime
+        end: datetime
+        computed_at: datetime
 
-class WindowOut(BaseModel):
-    start: datetime
-    end: datetime
-    predictions: int = Field(description="all predictions in the window")
-    labeled: int = Field(description="predictions that have an actual")
-    label_coverage: float | None
-    weight_sum: float = Field(description="Σ w over labeled rows")
-    positive_rate: float | None
-    log_loss: float | None
-    baseline_log_loss: float | None = Field(description="entropy of the window's base rate")
-    skill: float | None = Field(description="1 − log_loss / baseline_log_loss")
-    log_loss_stderr: float | None
-    log_loss_median: float | None
-    log_loss_p90: float | None
-    expected_log_loss: float | None
-    accuracy: float | None = Field(description="binary: p ≥ 0.5 is positive; multiclass: arg-max")
-    class_rates: dict[str, float] | None = Field(
-        default=None, description="multiclass: weighted class distribution of the labels"
-    )
-    class_log_loss: dict[str, float | None] | None = Field(
-        default=None, description="multiclass: log loss of the rows of each true class"
-    )
-    reliability: list[ReliabilityBin] | None = Field(
-        default=None,
-        description="10 equal-width bins of the predicted probability (binary: score; "
-        "multiclass: top-class confidence) over the labeled rows",
-    )
-    ece: float | None = Field(
-        default=None,
-        description="expected calibration error: Σ_b (W_b/W) |mean_predicted_b − observed_rate_b|",
-    )
-    calibration_gap: float | None = Field(
-        default=None, description="log_loss − expected_log_loss (> 0: worse than it expects)"
-    )
-    computed_at: datetime
-    source: Literal["database", "spark"] = Field(
-        default="database",
-        description="which path computed the window: the service's compute pass over its "
-        "database, or `lossmon spark compute` over lake files",
-    )
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    # Built from the window record's field list (app/windows/record.py).
+    WindowOut = record.window_out_model()
+
+__all__ = ["HistoryOut", "ReliabilityBin", "WindowOut", "window_out"]
 
 
 class HistoryOut(BaseModel):

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,9 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import is_postgres, session_scope
+from app.registry import horizon
 from app.registry.models import MonitoredModel
-from app.retention import horizon
-from app.windows import dirty, history_json, slice_store
+from app.windows import dirty, heartbeat, history_json, slice_store
 from app.windows.models import SPARK, WindowMetric
 from app.windows.reader import read_joined
 from app.windows.values import compute_stats, metric_values
@@ -38,10 +39,17 @@ log = logging.getLogger(__name__)
 class PassResult:
     swept_windows: int = 0
     computed: int = 0
-    retried: int = 0
-    stale: int = 0
+    retried: int = 0  # computed, but inputs changed meanwhile: queued again
+    stale: int = 0  # our lease lapsed and another pass took the window
+    taken_over: int = 0  # claimed from a lapsed lease (a dead pass)
     seconds: float = 0.0
     models: set[str] = field(default_factory=set)
+    # compute_until_done only:
+    dirty_at_start: int = 0
+    waited_for: int = 0  # windows another live pass held while we waited
+    unfinished: int = 0  # dirty at start and still not computed when we gave up
+    # (model_id, window_start) -> newest generation we computed it from
+    computed_generations: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 def sweep_pending_actuals(*, session: Session) -> int:
@@ -121,8 +129,24 @@ class _Computed:
     retired: list[tuple[str, int]] = field(default_factory=list)
 
 
+class PinnedSlices(Protocol):
+    """(kind, key, value) of a model's slices that are always precomputed (those its
+    monitors watch): alerting provides it (app/jobs.py), windows does not import it."""
+
+    def __call__(self, *, session: Session, model_id: str) -> set[tuple[str, str, str]]: ...
+
+
+def no_pinned_slices(*, session: Session, model_id: str) -> set[tuple[str, str, str]]:
+    return set()
+
+
 def _compute_claims(
-    *, session: Session, claims: Sequence[dirty.Claim], now: datetime, top_n: int
+    *,
+    session: Session,
+    claims: Sequence[dirty.Claim],
+    now: datetime,
+    top_n: int,
+    pinned_slices: PinnedSlices,
 ) -> _Computed:
     by_model: dict[str, list[int]] = defaultdict(list)
     for c in claims:
@@ -175,7 +199,7 @@ def _compute_claims(
                     classes=model.classes,
                 )
             )
-        pinned = slice_store.pinned_slices(session=session, model_id=model_id)
+        pinned = pinned_slices(session=session, model_id=model_id)
         out.slices.extend(
             slice_store.slice_values(
                 rows=rows,
@@ -189,24 +213,18 @@ def _compute_claims(
     return out
 
 
-def compute_pass(
+def _compute_claimed(
     *,
     factory: sessionmaker[Session],
     read_factory: sessionmaker[Session],
     settings: Settings,
-    clock: Callable[[], float] = time.time,
-    on_written: Callable[[Session, set[str]], None] | None = None,
-) -> PassResult:
-    """Compute every dirty window once. Safe to run in several processes at once.
-
-    `on_written(session, model_ids)` runs inside the transaction that writes the new
-    window rows (alerting uses it to flag monitors for evaluation atomically).
-    """
-    started = time.perf_counter()
-    result = PassResult()
-    token = uuid.uuid4().hex
-    with session_scope(factory) as session:
-        result.swept_windows = sweep_pending_actuals(session=session)
+    clock: Callable[[], float],
+    on_written: Callable[[Session, set[str]], None] | None,
+    token: str,
+    result: PassResult,
+    pinned_slices: PinnedSlices,
+) -> None:
+    """Lease, compute and settle batches until no window is free to claim."""
     lease_us = int(settings.compute_lease_s * 1e6)
     while True:
         with session_scope(factory) as session:
@@ -219,11 +237,15 @@ def compute_pass(
                 limit=settings.compute_batch_windows,
             )
         if not claims:
-            break
+            return
         now = datetime.fromtimestamp(clock(), UTC)
         with session_scope(read_factory) as session:
             computed = _compute_claims(
-                session=session, claims=claims, now=now, top_n=settings.slice_top_n
+                session=session,
+                claims=claims,
+                now=now,
+                top_n=settings.slice_top_n,
+                pinned_slices=pinned_slices,
             )
         # Writes that landed while we computed bump their windows' generation now, so
         # those windows are retried below rather than settled. Its own short transaction:
@@ -271,17 +293,171 @@ def compute_pass(
         result.computed += len(values) + len(empty)
         result.retried += len(retry)
         result.stale += len(claims) - len(held)
+        result.taken_over += sum(1 for c in claims if c.took_over)
         result.models.update(c.model_id for c in claims)
-    result.seconds = time.perf_counter() - started
+        for c in claims:
+            if (c.model_id, c.window_start) in held:
+                # Computed from inputs at least as new as generation c.generation.
+                key = (c.model_id, c.window_start)
+                result.computed_generations[key] = max(
+                    c.generation, result.computed_generations.get(key, 0)
+                )
+
+
+def _log_pass(result: PassResult) -> None:
     if result.computed or result.swept_windows:
         log.info(
-            "compute pass: %d windows computed, %d re-queued, %d stale, %.3fs",
+            "compute pass: %d windows computed, %d re-queued, %d stale, %d taken over, %.3fs",
             result.computed,
             result.retried,
             result.stale,
+            result.taken_over,
             result.seconds,
         )
+
+
+def compute_pass(
+    *,
+    factory: sessionmaker[Session],
+    read_factory: sessionmaker[Session],
+    settings: Settings,
+    clock: Callable[[], float] = time.time,
+    on_written: Callable[[Session, set[str]], None] | None = None,
+    pinned_slices: PinnedSlices = no_pinned_slices,
+) -> PassResult:
+    """Compute every dirty window once. Safe to run in several processes at once.
+
+    `on_written(session, model_ids)` runs inside the transaction that writes the new
+    window rows (alerting uses it to flag monitors for evaluation atomically);
+    `pinned_slices` names the slices precomputed whatever their rank (alerting's).
+    """
+    started = time.perf_counter()
+    result = PassResult()
+    token = uuid.uuid4().hex
+    with heartbeat.lease_heartbeat(factory=factory, token=token, lease_s=settings.compute_lease_s):
+        with session_scope(factory) as session:
+            result.swept_windows = sweep_pending_actuals(session=session)
+        _compute_claimed(
+            factory=factory,
+            read_factory=read_factory,
+            settings=settings,
+            clock=clock,
+            on_written=on_written,
+            token=token,
+            result=result,
+            pinned_slices=pinned_slices,
+        )
+    result.seconds = time.perf_counter() - started
+    _log_pass(result)
     return result
+
+
+def _outstanding(
+    *,
+    target: dict[tuple[str, int], int],
+    queue: dict[tuple[str, int], dirty.Queued],
+    computed: dict[tuple[str, int], int],
+) -> dict[tuple[str, int], dirty.Queued]:
+    """Windows dirty at the start that are not computed yet: still queued, and not
+    computed by us from inputs at least as new as they were at the start (a window
+    that keeps receiving data stays queued, but its start-time inputs are in)."""
+    return {
+        key: row
+        for key, generation in target.items()
+        if (row := queue.get(key)) is not None and computed.get(key, 0) < generation
+    }
+
+
+def compute_until_done(
+    *,
+    factory: sessionmaker[Session],
+    read_factory: sessionmaker[Session],
+    settings: Settings,
+    max_wait_s: float,
+    clock: Callable[[], float] = time.time,
+    on_written: Callable[[Session, set[str]], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+    poll_s: float = 0.2,
+    pinned_slices: PinnedSlices = no_pinned_slices,
+) -> PassResult:
+    """`lossmon compute`: return once every window that was dirty at the start is
+    computed (or after max_wait_s, with `unfinished` > 0).
+
+    Computes what it can claim, recomputes what is re-queued (its own retries and those
+    of other passes), waits for windows other live passes hold, and takes over the
+    leases of dead ones (they stop renewing and lapse within LOSSMON_COMPUTE_LEASE_S).
+    """
+    started = time.perf_counter()
+    deadline = time.monotonic() + max_wait_s
+    result = PassResult()
+    token = uuid.uuid4().hex
+    with heartbeat.lease_heartbeat(factory=factory, token=token, lease_s=settings.compute_lease_s):
+        with session_scope(factory) as session:
+            result.swept_windows = sweep_pending_actuals(session=session)
+        with session_scope(factory) as session:
+            dirty.fold(session=session)
+            target = {k: q.generation for k, q in dirty.queued(session=session).items()}
+        result.dirty_at_start = len(target)
+        waited: set[tuple[str, int]] = set()
+        reported = time.monotonic()
+        while True:
+            _compute_claimed(
+                factory=factory,
+                read_factory=read_factory,
+                settings=settings,
+                clock=clock,
+                on_written=on_written,
+                token=token,
+                result=result,
+                pinned_slices=pinned_slices,
+            )
+            # Read-only: changes that arrived after the start do not matter here.
+            with session_scope(read_factory) as session:
+                queue = dirty.queued(session=session)
+            left = _outstanding(target=target, queue=queue, computed=result.computed_generations)
+            if not left:
+                break
+            now_us = int(clock() * 1e6)
+            held = [k for k, row in left.items() if row.leased_by_other(token, now_us)]
+            waited.update(held)
+            if time.monotonic() >= deadline:
+                result.unfinished = len(left)
+                break
+            if held and progress is not None and time.monotonic() - reported >= 1.0:
+                reported = time.monotonic()
+                progress(
+                    f"waiting for {len(held)} of {len(target)} windows that other workers "
+                    f"are computing ({time.perf_counter() - started:.0f}s; a dead worker's "
+                    f"lease lapses within {settings.compute_lease_s:g}s)"
+                )
+            time.sleep(poll_s)
+    result.waited_for = len(waited)
+    result.seconds = time.perf_counter() - started
+    _log_pass(result)
+    return result
+
+
+# Window starts per mark_dirty statement: bounded statement size on a long history.
+_MARK_CHUNK = 5000
+
+
+def recompute_windows(session: Session, model_id: str) -> int:
+    """Mark every computed window of the model dirty (its slices are recomputed with
+    it); returns how many. Used when what a window means changed: a new clip_eps, a
+    newly watched slice."""
+    starts = list(
+        session.scalars(
+            select(WindowMetric.window_start)
+            .where(WindowMetric.model_id == model_id)
+            .order_by(WindowMetric.window_start)
+        )
+    )
+    # Ascending chunks keep the sorted lock order mark_dirty relies on.
+    for i in range(0, len(starts), _MARK_CHUNK):
+        dirty.mark_dirty(
+            session=session, model_id=model_id, window_starts=starts[i : i + _MARK_CHUNK]
+        )
+    return len(starts)
 
 
 def history(

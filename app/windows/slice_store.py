@@ -7,10 +7,9 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from app.alerting.models import Monitor
 from app.metrics import WindowStats
 from app.registry.models import MonitoredModel
 from app.windows import history_json, slices
@@ -60,24 +59,6 @@ def slice_values(
             values.update(kind=dimension.kind, key=dimension.key, other=other, value=value)
             out.append(values)
     return out
-
-
-def pinned_slices(*, session: Session, model_id: str) -> set[tuple[str, str, str]]:
-    """(kind, key, value) of the slices the model's monitors watch: always precomputed,
-    so a monitor never depends on its value being among the top N."""
-    pinned: set[tuple[str, str, str]] = set()
-    for version, segment in session.execute(
-        select(Monitor.model_version, Monitor.segment).where(
-            Monitor.model_id == model_id,
-            or_(Monitor.model_version.is_not(None), Monitor.segment.is_not(None)),
-        )
-    ):
-        if version is not None:
-            pinned.add((slices.VERSION, "", version))
-        if segment is not None:
-            key, _, value = segment.partition(":")
-            pinned.add((slices.SEGMENT, key, value))
-    return pinned
 
 
 def replace_slices(

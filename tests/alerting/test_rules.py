@@ -26,7 +26,7 @@ from app.alerting.rules import (
     holds,
     lookback,
     parse_rule,
-    point_from_stats,
+    point_of,
     pooled_stderrs,
     reference_from,
     reference_range,
@@ -544,11 +544,11 @@ def test_schema_has_descriptions() -> None:
 # --------------------------------------------------------------------------- glue
 
 
-def test_point_from_stats() -> None:
+def test_point_of() -> None:
     scores = np.array([0.1, 0.8, 0.3, 0.6])
     labels = np.array([0.0, 1.0, np.nan, 1.0])
     stats = binary_window_stats(scores, labels, np.ones(4))
-    point = point_from_stats(T0, stats)
+    point = point_of(T0, stats)
     assert point.window_start == T0
     assert point.labeled == 3
     assert point.log_loss == stats.log_loss

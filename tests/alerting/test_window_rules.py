@@ -21,7 +21,7 @@ from app.alerting.rules import (
     holds,
     lookback,
     parse_rule,
-    point_from_stats,
+    point_of,
 )
 from app.metrics import binary_window_stats
 
@@ -100,7 +100,7 @@ def test_point_from_stats_carries_the_new_fields() -> None:
     scores = np.where(side == 1.0, 0.9, 0.1)
     labels = np.where(np.arange(n) < 800, y, np.nan)  # 80% labeled
     stats = binary_window_stats(scores, labels, np.where(np.isnan(labels), np.nan, 1.0))
-    p = point_from_stats(T0, stats)
+    p = point_of(T0, stats)
     assert p.predictions == n
     assert p.labeled == 800
     assert p.label_coverage == pytest.approx(0.8)

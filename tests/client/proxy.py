@@ -1,9 +1,10 @@
 """A real HTTP proxy on loopback in front of a real lossmon server, for client tests.
 
-It records every request (method, path, number of batch items, what it answered) and
-follows a script: a status code answers that status itself (with Retry-After: 0) without
-forwarding; "drop" forwards the request (so the server stores it) and then closes the
-connection without answering, as a lost response would. Anything else is forwarded.
+It records every request (method, path, number of batch items, what it answered, when)
+and follows a script: a status code answers that status itself (with Retry-After: 0)
+without forwarding, as does ``(status, seconds)`` with that Retry-After; "drop" forwards
+the request (so the server stores it) and then closes the connection without answering,
+as a lost response would. Anything else is forwarded.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
 import httpx
 
-Action = int | Literal["drop"]
+Action = int | tuple[int, float] | Literal["drop"]
 HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
 
 
@@ -27,6 +29,7 @@ class Seen:
     path: str
     items: int | None  # len(predictions|actuals) of a batch body
     answered: int | str  # status sent back, or "dropped"
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 class Proxy:
@@ -89,11 +92,12 @@ def _handler_for(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             action = proxy._next()
             items = _items(body)
-            if isinstance(action, int):
-                proxy._record(Seen(self.command, self.path, items, action))
+            if isinstance(action, int | tuple):
+                status, retry_after = action if isinstance(action, tuple) else (action, 0.0)
+                proxy._record(Seen(self.command, self.path, items, status))
                 payload = json.dumps({"detail": "proxy says no"}).encode()
-                self.send_response(action)
-                self.send_header("Retry-After", "0")
+                self.send_response(status)
+                self.send_header("Retry-After", f"{retry_after:g}")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

@@ -1,5 +1,5 @@
-"""app.client against a real `lossmon serve` (SQLite and PostgreSQL), through a real
-loopback proxy that counts requests and injects 503s and lost responses."""
+"""lossmon.Client (clients/python) against a real `lossmon serve` (SQLite and PostgreSQL),
+through a real loopback proxy that counts requests and injects 503s and lost responses."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from app import jobs
-from app.auth.service import create_key
-from app.client import (
+from lossmon import (
     ActualsResult,
     AuthError,
     Client,
@@ -23,6 +20,9 @@ from app.client import (
     Unavailable,
     ValidationFailed,
 )
+
+from app import jobs
+from app.auth.service import create_key
 from app.db import session_scope
 from tests.client.proxy import Proxy
 from tests.conftest import Db, Server, free_port, start_server, stop_server

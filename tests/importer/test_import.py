@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from lossmon import Client
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.client import Client
 from app.windows import service as window_service
 from tests.conftest import Db, Server
 from tests.windows.reference import T0, iso

@@ -10,10 +10,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from app.db import session_scope
 from app.ingestion import bulk
+from app.registry.models import MonitoredModel
 from app.windows import service
 from app.windows.service import PassResult
 from tests.conftest import Db
@@ -261,9 +262,14 @@ def _insert_prediction_unmarked(db: Db, model: str, row: Row) -> None:
     its dirty mark: as if a compute pass had already consumed that mark before the
     actual (which did not see the prediction) committed."""
     with session_scope(db.factory) as session:
+        version = session.scalar(
+            select(MonitoredModel.updated_at).where(MonitoredModel.id == model)
+        )
+        assert version is not None
         bulk.insert_predictions(
             session=session,
             model_id=model,
+            model_version=version,
             rows=bulk.PredictionRows(
                 prediction_ids=[row.pid],
                 ts_us=[row.ts * 1_000_000],
@@ -275,6 +281,8 @@ def _insert_prediction_unmarked(db: Db, model: str, row: Row) -> None:
             ),
             received_us=row.ts * 1_000_000,
         )
+        # The insert logged its window; a compute pass consuming it is this:
+        session.execute(text("DELETE FROM window_changes"))
 
 
 def test_pending_sweep_joins_actual_stored_before_its_prediction(

@@ -13,6 +13,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app.alerting.models import Alert, Monitor
+from app.alerting.watched import MONITOR_WEBHOOKS
 from app.config import Settings
 from app.db import session_scope
 from app.notify import outbox
@@ -156,6 +157,7 @@ class Hooks:
             settings=self.settings,
             clock=self.clock,
             rng=self.rng,
+            owner=MONITOR_WEBHOOKS,
             **kw,
         )
 

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app import scheduler as scheduler_module
-from app.observability import counters
+from app import counters
 from tests.conftest import Db
 from tests.observability.test_metrics_endpoint import (
     _alert_with_deliveries,
@@ -98,9 +97,9 @@ def test_dashboard_queries_only_exposed_metrics(
     _alert_with_deliveries(db, a, ["pending", "dead"])
     counters.record_predictions(a, accepted=1, duplicates=1)
     counters.record_actuals(a, matched=1, pending=1)
-    monkeypatch.setitem(scheduler_module.last_run_at, "compute", 1.0)
-    monkeypatch.setitem(scheduler_module.last_started_at, "compute", 1.0)
-    monkeypatch.setitem(scheduler_module.last_duration_s, "compute", 0.5)
+    monkeypatch.setitem(counters.last_run_at, "compute", 1.0)
+    monkeypatch.setitem(counters.last_started_at, "compute", 1.0)
+    monkeypatch.setitem(counters.last_duration_s, "compute", 0.5)
     exposed = {name for name, _ in scrape(client)}
     used = {m for e in exprs(load()) for m in METRIC_RE.findall(e)}
     assert used, "no lossmon metric in the dashboard"

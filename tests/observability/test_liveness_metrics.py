@@ -16,8 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import devserver
-from app import scheduler as scheduler_module
+from app import counters, devserver
 from tests.conftest import Db
 from tests.notify.conftest import TEST_KEY
 from tests.observability.test_metrics_endpoint import (
@@ -128,8 +127,8 @@ def test_backlog_outbox_age_and_tick_gauges(
     time.sleep(0.05)
     age = value(scrape(client), "lossmon_outbox_oldest_pending_age_seconds")
     assert age is not None and 0 < age < 60
-    monkeypatch.setitem(scheduler_module.last_started_at, "compute", 1795168800.0)
-    monkeypatch.setitem(scheduler_module.last_duration_s, "compute", 0.25)
+    monkeypatch.setitem(counters.last_started_at, "compute", 1795168800.0)
+    monkeypatch.setitem(counters.last_duration_s, "compute", 0.25)
     samples = scrape(client)
     assert value(samples, "lossmon_scheduler_last_run_timestamp_seconds", job="compute") == (
         1795168800.0
@@ -147,9 +146,9 @@ def test_promtool_accepts_the_api_metrics(
     post_actuals(client, model, rows)
     tick(db)
     _alert_with_deliveries(db, model, ["pending", "dead"])
-    monkeypatch.setitem(scheduler_module.last_started_at, "compute", 1.0)
-    monkeypatch.setitem(scheduler_module.last_duration_s, "compute", 0.5)
-    monkeypatch.setitem(scheduler_module.last_run_at, "compute", 1.5)
+    monkeypatch.setitem(counters.last_started_at, "compute", 1.0)
+    monkeypatch.setitem(counters.last_duration_s, "compute", 0.5)
+    monkeypatch.setitem(counters.last_run_at, "compute", 1.5)
     text = client.get("/metrics").text
     assert "lossmon_evaluated_window_log_loss" in text
     promtool_check_metrics(text)

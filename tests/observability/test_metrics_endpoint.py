@@ -14,15 +14,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
-from app import jobs
-from app import scheduler as scheduler_module
+from app import counters, jobs
 from app.alerting.models import Alert, Monitor
 from app.auth import service as auth_service
 from app.db import session_scope
 from app.ingestion import router as ingestion_router
 from app.main import create_app
 from app.notify.models import WebhookDelivery
-from app.observability import counters
 from app.observability.middleware import UNMATCHED
 from tests.conftest import Db
 from tests.windows.reference import (
@@ -282,10 +280,10 @@ def test_outbox_and_firing_alert_gauges(client: TestClient, db: Db) -> None:
 
 
 def test_scheduler_last_run(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler_module, "last_run_at", {})
+    monkeypatch.setattr(counters, "last_run_at", {})
     assert not series(scrape(client), "lossmon_scheduler_last_success_timestamp_seconds")
-    monkeypatch.setitem(scheduler_module.last_run_at, "compute", 1795168800.5)
-    monkeypatch.setitem(scheduler_module.last_run_at, "deliver", 1795168801.25)
+    monkeypatch.setitem(counters.last_run_at, "compute", 1795168800.5)
+    monkeypatch.setitem(counters.last_run_at, "deliver", 1795168801.25)
     samples = scrape(client)
     name = "lossmon_scheduler_last_success_timestamp_seconds"
     assert value(samples, name, job="compute") == 1795168800.5
@@ -315,7 +313,7 @@ def _ingestion_router_wired() -> bool:
 
 def test_ingest_counters_count_api_batches(client: TestClient) -> None:
     if not _ingestion_router_wired():
-        pytest.skip("app/ingestion/router.py does not call app.observability.counters yet")
+        pytest.skip("app/ingestion/router.py does not call app.counters yet")
     m = register(client, unique("obs-api"))
     rows = [Row(f"p{i}", T0 + i, 0.5, label=i % 2) for i in range(6)]
     post_predictions(client, m, rows[:4])

@@ -35,6 +35,26 @@ ACTUALS = Counter(
 )
 
 
+# Last successful run of each scheduler job (unix seconds), for /metrics and operators;
+# and the start and duration of its last run, successful or not (scheduler liveness).
+# Kept here, not in app.scheduler, so /metrics does not depend on the scheduler.
+last_run_at: dict[str, float] = {}
+last_started_at: dict[str, float] = {}
+last_duration_s: dict[str, float] = {}
+
+
+def record_job_run(name: str, at: float) -> None:
+    last_run_at[name] = at
+
+
+def record_job_start(name: str, at: float) -> None:
+    last_started_at[name] = at
+
+
+def record_job_duration(name: str, seconds: float) -> None:
+    last_duration_s[name] = seconds
+
+
 def record_predictions(model_id: str, accepted: int, duplicates: int) -> None:
     if accepted:
         PREDICTIONS.labels(model=model_id, result="accepted").inc(accepted)

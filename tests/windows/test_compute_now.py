@@ -1,0 +1,293 @@
+"""`lossmon compute` semantics: when it returns, every window that was dirty at its
+start is computed, even while other passes hold some of them (it waits for live ones,
+recomputes what they re-queue) or died holding them (their unrenewed leases lapse within
+LOSSMON_COMPUTE_LEASE_S and are taken over). Live passes renew their leases (heartbeat).
+
+In-process tests pin each case down; the process tests run the real thing: `lossmon
+compute` beside `serve`'s own ticks, and after SIGKILL of a `lossmon worker` mid-pass."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from app import devserver
+from app.db import session_scope
+from app.windows import dirty, service
+from tests.conftest import Db, start_server, stop_server
+from tests.windows.reference import (
+    Row,
+    assert_api_matches,
+    make_rows,
+    post_actuals,
+    post_predictions,
+    register,
+)
+
+SHORT_LEASE_S = 1.0
+
+
+def post_all(client: Any, model: str, rows: list[Row], batch: int = 500) -> None:
+    for i in range(0, len(rows), batch):
+        post_predictions(client, model, rows[i : i + batch])
+    labeled = [r for r in rows if r.label is not None]
+    for i in range(0, len(labeled), batch):
+        post_actuals(client, model, labeled[i : i + batch])
+
+
+def _claim(db: Db, token: str, lease_s: float) -> list[dirty.Claim]:
+    with session_scope(db.factory) as s:
+        dirty.fold(session=s)
+        now_us = int(time.time() * 1e6)
+        return dirty.claim(
+            session=s, token=token, now_us=now_us, lease_us=int(lease_s * 1e6), limit=99
+        )
+
+
+def until_done(db: Db, **kw: Any) -> service.PassResult:
+    return service.compute_until_done(
+        factory=db.factory,
+        read_factory=db.read_factory,
+        settings=db.settings_with(compute_lease_s=SHORT_LEASE_S, compute_interval_s=3600),
+        **{"max_wait_s": 30.0, **kw},
+    )
+
+
+def test_dead_passes_leases_are_taken_over_once_they_lapse(client: TestClient, db: Db) -> None:
+    m = register(client)
+    rows = make_rows(np.random.default_rng(11), n=120, windows=4)
+    post_all(client, m, rows)
+    # A pass that died right after claiming: nobody renews its leases.
+    assert len(_claim(db, "dead", lease_s=SHORT_LEASE_S)) == 4
+    lines: list[str] = []
+    started = time.monotonic()
+    res = until_done(db, progress=lines.append)
+    assert time.monotonic() - started < SHORT_LEASE_S + 5
+    assert (res.dirty_at_start, res.computed, res.taken_over, res.unfinished) == (4, 4, 4, 0)
+    assert res.waited_for == 4
+    assert db.pending_windows() == 0
+    assert_api_matches(client, m, rows)
+
+
+def test_live_pass_keeps_its_leases_by_heartbeat(client: TestClient, db: Db) -> None:
+    """A pass that computes for several lease lengths keeps its windows: nobody takes
+    them over, and it writes all of them."""
+    m = register(client)
+    rows = make_rows(np.random.default_rng(12), n=90, windows=3)
+    post_all(client, m, rows)
+    stolen: list[int] = []
+
+    class SlowClock:
+        calls = 0
+
+        def __call__(self) -> float:
+            self.calls += 1
+            if self.calls == 2:  # claimed, not read yet: compute "slowly"
+                time.sleep(4 * SHORT_LEASE_S)
+                stolen.append(len(_claim(db, "thief", lease_s=60)))
+            return datetime.now(UTC).timestamp()
+
+    settings = db.settings_with(compute_lease_s=SHORT_LEASE_S)
+    res = service.compute_pass(
+        factory=db.factory, read_factory=db.read_factory, settings=settings, clock=SlowClock()
+    )
+    assert stolen == [0]
+    assert (res.computed, res.stale, res.retried) == (3, 0, 0)
+    assert db.pending_windows() == 0
+    assert_api_matches(client, m, rows)
+
+
+def test_waits_for_a_live_pass_and_recomputes_what_it_requeues(client: TestClient, db: Db) -> None:
+    """Another pass holds every window and takes long; data lands in one of them
+    meanwhile, so that pass re-queues it. compute_until_done returns only when all are
+    computed, from all the data."""
+    m = register(client)
+    rows = make_rows(np.random.default_rng(13), n=120, windows=4)
+    post_all(client, m, rows)
+    extra = make_rows(np.random.default_rng(14), n=20, windows=1, prefix="x", labeled_frac=1.0)
+    claimed = threading.Event()
+    release = threading.Event()
+
+    class HoldingClock:
+        calls = 0
+
+        def __call__(self) -> float:
+            self.calls += 1
+            if self.calls == 2:
+                claimed.set()
+                release.wait(30)
+            return datetime.now(UTC).timestamp()
+
+    other: dict[str, service.PassResult] = {}
+    settings = db.settings_with(compute_lease_s=SHORT_LEASE_S)
+
+    def live_pass() -> None:
+        other["result"] = service.compute_pass(
+            factory=db.factory,
+            read_factory=db.read_factory,
+            settings=settings,
+            clock=HoldingClock(),
+        )
+
+    thread = threading.Thread(target=live_pass)
+    thread.start()
+    assert claimed.wait(30)
+    post_all(client, m, extra)  # the live pass will find the first window changed
+
+    def let_go() -> None:
+        time.sleep(3 * SHORT_LEASE_S)  # longer than a lease: only the heartbeat keeps it
+        release.set()
+
+    threading.Thread(target=let_go).start()
+    res = until_done(db)
+    thread.join(30)
+    assert res.unfinished == 0 and res.waited_for == 4, res
+    assert res.taken_over == 0  # the live pass's leases never lapsed
+    assert other["result"].retried == 1
+    assert db.pending_windows() == 0
+    assert_api_matches(client, m, [*rows, *extra])
+
+
+def test_gives_up_after_max_wait_and_says_how_many_are_left(client: TestClient, db: Db) -> None:
+    m = register(client)
+    post_all(client, m, make_rows(np.random.default_rng(15), n=30, windows=2))
+    assert len(_claim(db, "slow", lease_s=600)) == 2  # held for longer than we wait
+    res = until_done(db, max_wait_s=0.5)
+    assert (res.dirty_at_start, res.computed, res.unfinished) == (2, 0, 2)
+
+
+# --- real processes ---------------------------------------------------------------------
+
+
+def _lossmon(url: str, *argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *argv],
+        env={**os.environ, "LOSSMON_DATABASE_URL": url, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _wrong_windows(db: Db, model: str) -> list[tuple[int, Any, Any]]:
+    """Windows whose stored counts differ from the raw rows: (start, expected, stored)."""
+    with db.engine.connect() as conn:
+        expected = {
+            ws: (n, labeled)
+            for ws, n, labeled in conn.execute(
+                text(
+                    "SELECT p.window_start, count(*), count(a.prediction_id) FROM predictions p "
+                    "LEFT JOIN actuals a ON a.model_id = p.model_id "
+                    "AND a.prediction_id = p.prediction_id "
+                    "WHERE p.model_id = :m GROUP BY p.window_start"
+                ),
+                {"m": model},
+            )
+        }
+        stored = {
+            ws: (n, labeled)
+            for ws, n, labeled in conn.execute(
+                text(
+                    "SELECT window_start, predictions, labeled FROM window_metrics "
+                    "WHERE model_id = :m"
+                ),
+                {"m": model},
+            )
+        }
+    return [
+        (ws, expected.get(ws), stored.get(ws))
+        for ws in sorted(set(expected) | set(stored))
+        if expected.get(ws) != stored.get(ws)
+    ]
+
+
+@pytest.fixture
+def ticking_server(db: Db, tmp_path: Path) -> Iterator[devserver.ServerProcess]:
+    """`serve` with its own scheduler ticking all the time, in small batches."""
+    srv = start_server(
+        db.url,
+        tmp_path,
+        args=(),
+        extra_env={
+            "LOSSMON_COMPUTE_INTERVAL_S": "0.2",
+            "LOSSMON_COMPUTE_BATCH_WINDOWS": "2",
+            "LOSSMON_COMPUTE_LEASE_S": "3",
+        },
+    )
+    yield srv
+    stop_server(srv)
+
+
+def test_compute_beside_serves_own_ticks_returns_with_every_window_computed(
+    db: Db, ticking_server: devserver.ServerProcess
+) -> None:
+    env = {"LOSSMON_COMPUTE_LEASE_S": "3"}
+    with httpx.Client(base_url=ticking_server.url, timeout=30) as client:
+        m = register(client)  # type: ignore[arg-type]
+        outputs = []
+        for round_ in range(3):
+            # New windows and more rows in the old ones; serve's ticks compute meanwhile.
+            rows = make_rows(
+                np.random.default_rng(100 + round_),
+                n=2400,
+                windows=12 + 4 * round_,
+                prefix=f"r{round_}-",
+            )
+            post_all(client, m, rows, batch=200)
+            done = _lossmon(db.url, "compute", "--max-wait", "60", env=env)
+            assert done.returncode == 0, done.stderr
+            outputs.append(done.stdout.strip().splitlines()[-1])
+            assert _wrong_windows(db, m) == [], (round_, done.stdout, done.stderr)
+    print("\n".join(outputs))
+
+
+def test_compute_after_a_worker_was_killed_mid_pass(
+    client: TestClient, db: Db, tmp_path: Path
+) -> None:
+    m = register(client)
+    post_all(client, m, make_rows(np.random.default_rng(21), n=4000, windows=40))
+    env = {"LOSSMON_COMPUTE_LEASE_S": "2", "LOSSMON_COMPUTE_BATCH_WINDOWS": "1"}
+    worker = devserver.spawn(
+        ["worker"],
+        env={"LOSSMON_DATABASE_URL": db.url, **env},
+        log_path=tmp_path / "worker.log",
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        leased = 0
+        while time.monotonic() < deadline and not leased:
+            leased = db.count("dirty_windows WHERE claim_token IS NOT NULL")
+            time.sleep(0.005)
+        assert leased, (tmp_path / "worker.log").read_text()
+    finally:
+        devserver.kill(worker)
+    left_leased = db.count("dirty_windows WHERE claim_token IS NOT NULL")
+    assert left_leased, "the worker settled its last claim just before the kill; rerun"
+    started = time.monotonic()
+    # Its own batch size (the default): only the lease length is shared.
+    done = _lossmon(db.url, "compute", "--max-wait", "60", env={"LOSSMON_COMPUTE_LEASE_S": "2"})
+    took = time.monotonic() - started
+    print(f"killed holding {left_leased} windows; compute took {took:.1f}s: {done.stdout}")
+    assert done.returncode == 0, done.stderr
+    taken = re.search(r"(\d+) taken over from dead workers", done.stdout)
+    assert taken and int(taken.group(1)) == left_leased, done.stdout
+    # Seconds, not the old 5-minute lease: start-up, a 2 s lease and 40 small windows
+    # (generous for a loaded 2-core machine).
+    assert took < 60, done.stdout
+    assert db.pending_windows() == 0
+    assert _wrong_windows(db, m) == []
