@@ -330,18 +330,21 @@ def load(
                 copy.write(buf.getvalue())
         labeled_idx = np.flatnonzero(has_label)
         with cur.copy(
-            "COPY actuals (model_id, prediction_id, label, weight, ts_us, received_us, pending) "
-            "FROM STDIN"
+            # window_start: a matched actual stores its prediction's window (the
+            # compute pass reads actuals by it), as ingestion does.
+            "COPY actuals (model_id, prediction_id, label, weight, ts_us, received_us, "
+            "pending, window_start) FROM STDIN"
         ) as copy:
             for lo in range(0, labeled_idx.size, COPY_CHUNK_ROWS):
                 idx = labeled_idx[lo : lo + COPY_CHUNK_ROWS]
                 buf = io.StringIO()
                 buf.writelines(
-                    f"{MODEL_ID}\tp{i:09d}\t{y}\t1.0\t{t}\t{received_us}\tf\n"
-                    for i, y, t in zip(
+                    f"{MODEL_ID}\tp{i:09d}\t{y}\t1.0\t{t}\t{received_us}\tf\t{ws}\n"
+                    for i, y, t, ws in zip(
                         idx.tolist(),
                         labels[idx].tolist(),
                         (ts_us[idx] + delay_us[idx]).tolist(),
+                        window_start[idx].tolist(),
                         strict=True,
                     )
                 )
