@@ -72,7 +72,7 @@ def test_demo_keep_running_serves_until_interrupted(tmp_path: Path) -> None:
         assert httpx.get(url + "/healthz", timeout=5).status_code == 200
         assert httpx.get(url + "/v1/models/ctr-demo", timeout=5).json()["window"] == "1h"
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=90) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

