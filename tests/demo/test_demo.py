@@ -48,8 +48,8 @@ def test_demo_fires_the_alert_and_receives_its_signed_webhook(tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
 
 
-def test_demo_keep_running_serves_until_interrupted(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
+def _start_keep_running(tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [*DEMO, "--keep-running"],
         cwd=tmp_path,
         env=ENV,
@@ -57,16 +57,26 @@ def test_demo_keep_running_serves_until_interrupted(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _wait_until_serving(proc: subprocess.Popen[str]) -> str:
+    """The demo's output up to its "keeps running at" line (at most 90 s)."""
     lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    for line in proc.stdout:
+        lines.append(line)
+        if "keeps running at" in line or time.monotonic() > deadline:
+            break
+    out = "".join(lines)
+    assert "keeps running at" in out, out
+    return out
+
+
+def test_demo_keep_running_serves_until_interrupted(tmp_path: Path) -> None:
+    proc = _start_keep_running(tmp_path)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        for line in proc.stdout:
-            lines.append(line)
-            if "keeps running at" in line or time.monotonic() > deadline:
-                break
-        out = "".join(lines)
-        assert "keeps running at" in out, out
+        out = _wait_until_serving(proc)
         url = _server_url(out)
         time.sleep(1)
         assert httpx.get(url + "/healthz", timeout=5).status_code == 200
@@ -135,24 +145,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_to_keep_running_leaves_no_process_or_temp_dir(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [*DEMO, "--keep-running"],
-        cwd=tmp_path,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
+    proc = _start_keep_running(tmp_path)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        for line in proc.stdout:
-            lines.append(line)
-            if "keeps running at" in line or time.monotonic() > deadline:
-                break
-        out = "".join(lines)
-        assert "keeps running at" in out, out
+        out = _wait_until_serving(proc)
         url = _server_url(out)
         m = re.search(r"SQLite in (\S+)\)", out)
         assert m
