@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -92,7 +93,8 @@ def test_serve_on_postgres_refuses_unmigrated_schema(tmp_path: Path, pg_database
     import psycopg
 
     admin = pg_database_url.replace("+psycopg", "")
-    name = "lossmon_test_unmigrated"
+    # Unique: concurrent test runs on one server must not drop each other's database.
+    name = f"lossmon_test_unmigrated_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
