@@ -1,6 +1,6 @@
 """Alert rules on simulated streams: false alarms when nothing changes, delay when it does.
 
-    .venv/bin/python bench/alerts.py            # full run (about 2.5 min on a quiet core)
+    .venv/bin/python bench/alerts.py            # full run (2–3.5 min, depending on load)
     .venv/bin/python bench/alerts.py --quick    # smoke run, a few seconds
 
 No database, no server: every window is built from simulated rows and measured with the
