@@ -36,9 +36,9 @@ binds before the first crossing, so it does not change the false-alarm calibrati
 Why 2 and not less: a tighter cap ends a false episode sooner but also ends real ones
 while the loss is still up, and each such break is a resolve plus a new firing
 notification. Measured on bench/alerts.py's streams (k = 0.75, 1,000 labels, a
-sustained +20% ≈ 2.3 window stderrs): cap h + 2 resolves prematurely in 1.5% of
-streams over 30 degraded windows, h + 0.5 in 28%, h + 0.1 in 52%, while the firing
-share of stationary windows only drops from 1.4% to 1.1% and 1.0%.
+sustained +20% ≈ 2.3 window stderrs): cap h + 2 resolves prematurely in 2.5% of
+streams over 30 degraded windows, h + 0.5 in 29%, h + 0.1 in 54% (its "what-if" rows),
+while the firing share of stationary windows only drops from 1.4% to 1.1% and 1.0%.
 
 Memory. S is recomputed from the last ``MEMORY`` evaluated windows (after the origin)
 on every evaluation rather than stored: a late window is then simply part of the
