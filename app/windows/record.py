@@ -144,6 +144,11 @@ FIELDS: tuple[WindowField, ...] = (
     _f("log_loss_median"),
     _f("log_loss_p90"),
     _f(
+        "log_loss_p99",
+        "the tail: 99 % of the weight has a smaller loss; null for a window last "
+        "computed before this field existed",
+    ),
+    _f(
         "expected_log_loss",
         gauge=(
             "lossmon_window_expected_log_loss",
