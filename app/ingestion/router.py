@@ -12,7 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import counters as observability_counters
 from app.api import responses
-from app.api.deps import Ingest, SettingsDep, Transaction, TransactionDep
+from app.api.deps import (
+    Ingest,
+    SettingsDep,
+    StatementTransactionDep,
+    Transaction,
+    TransactionDep,
+)
 from app.api.errors import ApiError, batch_too_large_message
 from app.api.json_body import ValidateJsonRoute
 from app.errors import Invalid
@@ -85,7 +91,8 @@ def post_predictions(
     model_id: ModelId,
     batch: PredictionBatch,
     request: Request,
-    transaction: TransactionDep,
+    # One statement on PostgreSQL (app/ingestion/bulk.py PG_INGEST_PREDICTIONS).
+    transaction: StatementTransactionDep,
     settings: SettingsDep,
 ) -> IngestPredictionsOut:
     """Store a batch of predictions; re-sent prediction_ids are counted as duplicates."""
