@@ -20,9 +20,9 @@ from app.api.deps import (
     TransactionDep,
 )
 from app.api.errors import ApiError, batch_too_large_message
-from app.api.json_body import ValidateJsonRoute
+from app.api.json_body import ValidateJsonRoute, register_fast_decoder
 from app.errors import Invalid
-from app.ingestion import service
+from app.ingestion import fast_decode, service
 from app.ingestion.schemas import (
     ActualBatch,
     IngestActualsOut,
@@ -32,6 +32,9 @@ from app.ingestion.schemas import (
 from app.registry import service as model_service
 from app.registry.cache import ModelCache, ModelShape
 from app.registry.router import ModelId
+
+# Prediction batches: msgspec first, Pydantic for what it refuses (fast_decode.py).
+register_fast_decoder(PredictionBatch, fast_decode.decode_prediction_batch)
 
 router = APIRouter(
     prefix="/v1/models",
