@@ -3,6 +3,7 @@ and commits inside that same call (deps.TransactionDep)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -24,7 +25,7 @@ from app.api.errors import ApiError, batch_too_large_message
 from app.api.json_body import ValidateJsonRoute, register_fast_decoder
 from app.config import Settings
 from app.errors import Invalid
-from app.ingestion import fast_decode, service
+from app.ingestion import service
 from app.ingestion.schemas import (
     ActualBatch,
     IngestActualsOut,
@@ -35,8 +36,17 @@ from app.registry import service as model_service
 from app.registry.cache import ModelCache, ModelShape
 from app.registry.router import ModelId
 
+log = logging.getLogger(__name__)
+
 # Prediction batches: msgspec first, Pydantic for what it refuses (fast_decode.py).
-register_fast_decoder(PredictionBatch, fast_decode.decode_prediction_batch)
+# msgspec is a declared dependency; an environment installed before it was added (a
+# development venv not yet refreshed with `make dev`) still serves, Pydantic only.
+try:
+    from app.ingestion import fast_decode
+except ImportError:  # pragma: no cover - depends on the environment
+    log.warning("msgspec is not installed: prediction batches are validated by Pydantic only")
+else:
+    register_fast_decoder(PredictionBatch, fast_decode.decode_prediction_batch)
 
 router = APIRouter(
     prefix="/v1/models",
