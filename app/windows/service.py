@@ -258,6 +258,9 @@ def _compute_claimed(
         with session_scope(factory) as session:
             dirty.fold(session=session)
         with session_scope(factory) as session:
+            # Model rows before window rows (a concurrent model DELETE's order): a model
+            # deleted meanwhile took its claims with it, so nothing is written for it.
+            dirty.lock_models(session=session, model_ids={c.model_id for c in claims})
             held = dirty.lock_own_claims(session=session, token=token, claims=claims)
             # A window Spark computed is owned by `lossmon spark compute`: its claim
             # settles, its rows stay.
