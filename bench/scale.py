@@ -587,9 +587,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     p.add_argument("--quick", action="store_true", help="H = 200k only (smoke run)")
-    p.add_argument(
-        "--only", choices=["retention"], help="load and run only this part (no passes)"
-    )
+    p.add_argument("--only", choices=["retention"], help="load and run only this part (no passes)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
