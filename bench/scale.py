@@ -464,6 +464,8 @@ def retention_under_load(db: Database, *, base: int, windows: int, rows: int) ->
     thread.start()
     started.wait(60)
     n_reads, n_writes = len(reads), len(writes)
+    with psycopg.connect(db.pg_url) as conn:
+        wal_before = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
     t0 = time.perf_counter()
     report = retention.run_retention(factory=factory, clock=lambda: fake_now)
     seconds = time.perf_counter() - t0
@@ -472,6 +474,11 @@ def retention_under_load(db: Database, *, base: int, windows: int, rows: int) ->
     thread.join()
     with psycopg.connect(db.pg_url) as conn:
         metrics_kept = conn.execute("SELECT count(*) FROM window_metrics").fetchone()
+        # WAL of the whole run (the concurrent ingest's share is small: ~1k rows a step).
+        wal = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
+            (wal_before[0] if wal_before else "0/0",),
+        ).fetchone()
     engine.dispose()
     return {
         "windows_expired": expire,
@@ -481,6 +488,7 @@ def retention_under_load(db: Database, *, base: int, windows: int, rows: int) ->
         "seconds": seconds,
         "rows_per_second": (report.predictions + report.actuals) / seconds,
         "window_metrics_kept": int(metrics_kept[0]) if metrics_kept else None,
+        "wal_mb": float(wal[0]) / 1e6 if wal else None,
         "reads_during": len(during_reads),
         "read_max_s": max(during_reads, default=None),
         "read_median_s": median(during_reads) if during_reads else None,
@@ -632,6 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 *((f"{k} ", f"{v:.4f}" if k.endswith("_s") else f"{v:.1f}") for k, v in s.items()),
                 ("retention: rows deleted", f"{r['rows_deleted']:,}"),
                 ("retention: seconds", f"{r['seconds']:.2f}"),
+                ("retention: WAL MB written", f"{r['wal_mb'] or 0:.0f}"),
                 (
                     "retention: reads / ingests during",
                     f"{r['reads_during']} / {r['ingests_during']}",
