@@ -2,7 +2,9 @@
 
 Engines are built by create_engine_for(settings), never at import time. SQLite gets
 WAL + a busy timeout so the API and a worker can share one file; PostgreSQL gets a
-pre-pinged pool so a restarted server is reconnected to without restarting us.
+pre-pinged pool so a restarted server is reconnected to without restarting us (the API's
+pool pings only connections that sat idle: under load a ping per request cost as much
+as the insert it preceded).
 
 The API's engine is built with `for_requests=True`: every wait on a lock, a busy SQLite
 file or the pool is bounded by LOSSMON_DB_LOCK_TIMEOUT_S (API.md "Time bounds and
@@ -21,7 +23,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -83,6 +85,12 @@ def remaining_ms(bound_ms: int) -> int:
     return max(0, min(bound_ms, int((deadline - time.monotonic()) * 1000)))
 
 
+def deadline_cut(bound_ms: int) -> bool:
+    """Has the request already used a noticeable part of its deadline (so the
+    connection's own `bound_ms` lock timeout would outlast it)?"""
+    return remaining_ms(bound_ms) < bound_ms - _DEADLINE_SLACK_MS
+
+
 def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module (it would BEGIN
@@ -113,8 +121,11 @@ def _sqlite_begin(request_bound_ms: int | None) -> Callable[[Any], None]:
 
 def _pg_request_begin(bound_ms: int) -> Callable[[Any], None]:
     def on_begin(conn: Any) -> None:
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return  # is_local settings would die with their own statement (see below)
         left = remaining_ms(bound_ms)
-        readonly = conn.get_execution_options().get("lossmon_readonly", False)
+        readonly = options.get("lossmon_readonly", False)
         cut = left < bound_ms - _DEADLINE_SLACK_MS
         if not cut and not readonly:
             return  # the connection's own settings (see create_engine_for) apply
@@ -130,6 +141,34 @@ def _pg_request_begin(bound_ms: int) -> Callable[[Any], None]:
         )
 
     return on_begin
+
+
+# The API's pool pings a connection on checkout only when it sat idle this long: a
+# server restarted while we were idle is then noticed before a request uses it. Under
+# load connections come back within milliseconds and go out unpinged; a connection that
+# broke anyway fails its statement, which invalidates the whole pool (SQLAlchemy's
+# disconnect handling), so the next checkouts reconnect.
+IDLE_PING_S = 1.0
+_CHECKED_IN_AT = "lossmon_checked_in_at"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at < IDLE_PING_S:
+            return  # just connected, or busy: no ping
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as e:
+            # The pool throws this connection away and checks out another (a new one).
+            raise exc.DisconnectionError(f"idle connection failed its ping: {e}") from e
+
+    event.listen(engine, "checkin", on_checkin)
+    event.listen(engine, "checkout", on_checkout)
 
 
 def create_engine_for(settings: Settings, *, for_requests: bool = False, **kwargs: Any) -> Engine:
@@ -157,7 +196,7 @@ def create_engine_for(settings: Settings, *, for_requests: bool = False, **kwarg
         pool_timeout = min(pool_timeout, settings.db_lock_timeout_s)
     engine = create_engine(
         url,
-        pool_pre_ping=True,
+        pool_pre_ping=not for_requests,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_timeout=pool_timeout,
@@ -166,6 +205,7 @@ def create_engine_for(settings: Settings, *, for_requests: bool = False, **kwarg
         **kwargs,
     )
     if for_requests:
+        _ping_when_idle(engine)
         event.listen(engine, "begin", _pg_request_begin(bound_ms))
     return engine
 
@@ -174,6 +214,22 @@ def make_sessionmaker(engine: Engine, *, readonly: bool = False) -> sessionmaker
     """readonly=True: for sessions that only read (SQLite then begins DEFERRED)."""
     bind = engine.execution_options(lossmon_readonly=True) if readonly else engine
     return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
+
+
+def make_statement_sessionmaker(engine: Engine) -> sessionmaker[Session] | None:
+    """PostgreSQL: sessions in autocommit, for a unit of work that is ONE statement (the
+    prediction insert, app/ingestion/bulk.py). A statement is atomic by itself, and it
+    then costs one round trip instead of three (BEGIN, statement, COMMIT). The
+    connection's lock and statement timeouts still bound it; a request whose deadline
+    was already cut uses a plain transaction instead (app/api/deps.py). SQLite: None
+    (its units of work are several statements)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    return sessionmaker(
+        bind=engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        autoflush=False,
+    )
 
 
 @contextmanager

@@ -10,6 +10,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -175,3 +177,16 @@ def write_results(name: str, data: dict[str, object]) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def create_key(db: Database, workdir: Path, scope: str) -> str:
+    """A new API key (lossmon keys create), run in `workdir`."""
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "keys", "create", "--scope", scope, "--name", "bench"],
+        env={**os.environ, "LOSSMON_DATABASE_URL": db.sa_url},
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]

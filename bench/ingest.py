@@ -29,12 +29,15 @@ import argparse
 import json
 import queue
 import resource
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,6 +47,7 @@ from _common import (
     RESULTS_DIR,
     Database,
     checkpoint,
+    create_key,
     fresh_database,
     load_average,
     machine_info,
@@ -282,12 +286,12 @@ def _cpu_snapshot(server_pid: int | None) -> dict[str, float]:
     return snap
 
 
-def http_worker_factory(base_url: str, warmup: Sequence[Batch]) -> WorkerFactory:
+def http_worker_factory(base_url: str, warmup: Sequence[Batch], key: str) -> WorkerFactory:
     def open_worker(index: int) -> tuple[Sender, Callable[[], None]]:
         client = httpx.Client(
             base_url=base_url,
             timeout=120,
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", "authorization": f"Bearer {key}"},
         )
         resp = client.post(f"/v1/models/{WARMUP_MODEL_ID}/predictions", content=warmup[index].body)
         resp.raise_for_status()
@@ -379,9 +383,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw_names = {w: f"raw INSERT..unnest, {w} conn" for w in dict.fromkeys((args.clients, 1))}
     runs: dict[str, list[PhaseResult]] = {http_name: [], **{n: [] for n in raw_names.values()}}
     with fresh_database(args.database) as db:
+        # As in production: with API keys (an open API is for loopback trials only).
+        key_dir = Path(tempfile.mkdtemp(prefix="lossmon-bench-ingest-"))
+        key = create_key(db, key_dir, "ingest")
+        admin_key = create_key(db, key_dir, "admin")
+        shutil.rmtree(key_dir, ignore_errors=True)
         server = start_server(db.sa_url, RESULTS_DIR / f"{NAME}-server.log")
         try:
-            with httpx.Client(base_url=server.url, timeout=30) as admin:
+            with httpx.Client(
+                base_url=server.url,
+                timeout=30,
+                headers={"authorization": f"Bearer {admin_key}"},
+            ) as admin:
                 for model_id in (MODEL_ID, WARMUP_MODEL_ID):
                     admin.put(f"/v1/models/{model_id}", json={"window": "1h"}).raise_for_status()
             for r in range(args.repeats):
@@ -391,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     db=db,
                     workers=args.clients,
                     batches=batches,
-                    open_worker=http_worker_factory(server.url, warmup),
+                    open_worker=http_worker_factory(server.url, warmup, key),
                     server_pid=server.process.pid,
                 )
                 runs[http_name].append(res)

@@ -37,6 +37,7 @@ from _common import (
     REPO_DIR,
     RESULTS_DIR,
     Database,
+    create_key,
     free_port,
     fresh_database,
     load_average,
@@ -68,18 +69,6 @@ def ensure_wrk() -> str:
     if not found:
         raise SystemExit("wrk is needed (apt-get install wrk)")
     return found
-
-
-def create_key(db: Database, workdir: Path, scope: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "keys", "create", "--scope", scope, "--name", "bench"],
-        env={**os.environ, "LOSSMON_DATABASE_URL": db.sa_url},
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def start_reference(db: Database, log_path: Path) -> devserver.ServerProcess:

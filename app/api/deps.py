@@ -3,23 +3,27 @@ committed when the route returns, rolled back when it raises."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.errors import ApiError
-from app.api.write_gate import write_slot
+from app.api.write_gate import WriteGate, write_slot
 from app.auth import service as auth_service
 from app.auth.cache import KeyCache, KeyInfo
 from app.config import Settings
-from app.db import session_scope
+from app.db import deadline_cut, session_scope
+
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in
+# the threadpool, and on a single-prediction POST each such hop cost more than the insert.
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -64,7 +68,7 @@ ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 Transaction = Callable[[], AbstractContextManager[Session]]
 
 
-def get_transaction(
+async def get_transaction(
     request: Request,
     # The same bounded writer admission as SessionDep (app/api/write_gate.py).
     _slot: Annotated[None, Depends(write_slot, scope="function")],
@@ -79,6 +83,40 @@ def get_transaction(
 
 
 TransactionDep = Annotated[Transaction, Depends(get_transaction)]
+
+
+async def get_statement_transaction(request: Request) -> AsyncIterator[Transaction]:
+    """get_transaction for work that is ONE statement on PostgreSQL: it runs in
+    autocommit (app/db.py make_statement_sessionmaker), one round trip. A request that
+    already spent part of its deadline (waiting for a writer slot) gets a plain
+    transaction, whose lock timeout is cut to what is left (app/db.py).
+
+    It takes the writer slot itself (what write_slot does for the others): one
+    dependency instead of two on the hottest route."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    statement_factory: sessionmaker[Session] | None = getattr(
+        request.app.state, "statement_session_factory", None
+    )
+    settings: Settings = request.app.state.settings
+    bound_ms = int(settings.db_lock_timeout_s * 1000)
+
+    def transaction() -> AbstractContextManager[Session]:
+        if statement_factory is None or deadline_cut(bound_ms):
+            return session_scope(factory)
+        return session_scope(statement_factory)
+
+    gate: WriteGate = request.app.state.write_gate
+    semaphore = await gate.enter()
+    try:
+        yield transaction
+    finally:
+        semaphore.release()
+
+
+# scope="function": the writer slot is released when the route returns.
+StatementTransactionDep = Annotated[
+    Transaction, Depends(get_statement_transaction, scope="function")
+]
 
 
 _bearer = HTTPBearer(auto_error=False, description="API key: Authorization: Bearer <key>")
@@ -100,14 +138,19 @@ def require_scope(scope: auth_service.Scope) -> Any:
     """A dependency: the request's key must grant `scope` (admin grants all). With no
     active key at all the API is open (serve refuses that unless bound to loopback)."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
+        # On the event loop: a cache hit costs no thread hop; a miss reads the database
+        # in the threadpool.
         factory: sessionmaker[Session] = request.app.state.read_session_factory
         cache: KeyCache = request.app.state.key_cache
         if credentials is None:
-            if not cache.any_active(lambda: _any_active_key(factory)):
+            if not (
+                cache.known_closed()
+                or await run_in_threadpool(cache.any_active, lambda: _any_active_key(factory))
+            ):
                 return
             raise ApiError(
                 401,
@@ -116,7 +159,9 @@ def require_scope(scope: auth_service.Scope) -> Any:
                 headers=_UNAUTHORIZED,
             )
         presented = credentials.credentials
-        key = cache.lookup(presented, lambda: _lookup_key(factory, presented))
+        key = cache.cached(presented) or await run_in_threadpool(
+            cache.lookup, presented, lambda: _lookup_key(factory, presented)
+        )
         if key is None:
             raise ApiError(401, "unknown or revoked API key", headers=_UNAUTHORIZED)
         if not auth_service.allows(key.scope, scope):

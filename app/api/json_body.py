@@ -8,6 +8,10 @@ model, which it passes through without validating again (revalidate_instances is
 "never"). When validation fails, FastAPI gets the plain parsed JSON instead and validates
 it as always: every error (400, 413, the 422 detail) stays exactly what it was. The
 OpenAPI schema is untouched: the route still declares its body model.
+
+A body model may also have a faster decoder (`register_fast_decoder`, e.g. msgspec for
+prediction batches): tried first, it returns the finished model or None, and on None
+the Pydantic path above runs (and reports any error as always).
 """
 
 from __future__ import annotations
@@ -20,6 +24,15 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
+FastDecoder = Callable[[bytes], BaseModel | None]
+_fast_decoders: dict[type[BaseModel], FastDecoder] = {}
+
+
+def register_fast_decoder(model: type[BaseModel], decode: FastDecoder) -> None:
+    """`decode(body)` must return only what `model.model_validate_json(body)` would
+    (an instance of `model`), or None to leave the body to Pydantic."""
+    _fast_decoders[model] = decode
+
 
 class _ValidatedJsonRequest(Request):
     model: type[BaseModel]
@@ -27,6 +40,10 @@ class _ValidatedJsonRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
+            fast = _fast_decoders.get(self.model)
+            if fast is not None and (decoded := fast(body)) is not None:
+                self._json = decoded
+                return self._json
             try:
                 self._json = self.model.model_validate_json(body)
             except ValidationError:

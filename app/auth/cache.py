@@ -25,6 +25,11 @@ class KeyInfo:
     scope: str
 
 
+def _digest(presented: str) -> bytes:
+    # Keyed by a digest: the cache never holds a presented secret in clear.
+    return hashlib.sha256(presented.encode()).digest()
+
+
 class KeyCache:
     def __init__(self, ttl_s: float = DEFAULT_TTL_S, clock: Callable[[], float] = time.monotonic):
         self._ttl_s = ttl_s
@@ -33,17 +38,26 @@ class KeyCache:
         self._keys: dict[bytes, tuple[float, KeyInfo]] = {}
         self._closed_until = float("-inf")  # "an active key exists" is known until then
 
+    def known_closed(self) -> bool:
+        """True while "an active key exists" is cached (no load needed)."""
+        return self._clock() < self._closed_until
+
     def any_active(self, load: Callable[[], bool]) -> bool:
-        if self._clock() < self._closed_until:
+        if self.known_closed():
             return True
         active = load()
         if active:
             self._closed_until = self._clock() + self._ttl_s
         return active
 
+    def cached(self, presented: str) -> KeyInfo | None:
+        """The cached entry, or None (unknown, expired or never looked up): no load, so
+        the event loop can ask without blocking and hop to a thread only on a miss."""
+        hit = self._keys.get(_digest(presented))
+        return hit[1] if hit is not None and self._clock() < hit[0] else None
+
     def lookup(self, presented: str, load: Callable[[], KeyInfo | None]) -> KeyInfo | None:
-        # Keyed by a digest: the cache never holds a presented secret in clear.
-        digest = hashlib.sha256(presented.encode()).digest()
+        digest = _digest(presented)
         now = self._clock()
         with self._lock:
             hit = self._keys.get(digest)

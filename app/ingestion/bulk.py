@@ -102,7 +102,10 @@ def insert_predictions(
 ) -> int | None:
     """Insert, skipping stored ids, and log the windows that changed. Returns the rows
     inserted, or None (nothing written) when the model's `updated_at` is no longer
-    `model_version`: the rows were validated against a shape that changed."""
+    `model_version`: the rows were validated against a shape that changed.
+
+    On PostgreSQL this is ONE statement, and the API runs it in autocommit (app/db.py
+    make_statement_sessionmaker): keep it one statement, or its parts stop being atomic."""
     if is_postgres(session):
         cur = _cursor(session)
         try:

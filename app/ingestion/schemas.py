@@ -7,7 +7,7 @@ so they live in the service and report errors in the same index/field/message fo
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from pydantic import (
     BaseModel,
@@ -114,6 +114,24 @@ class PredictionIn(BaseModel):
         if v is not None and len(v) > MAX_SEGMENTS:
             raise ValueError(f"at most {MAX_SEGMENTS} segment keys")
         return v
+
+
+class PredictionFields(Protocol):
+    """What the service reads of a prediction: a PredictionIn, or the struct the fast
+    decoder (fast_decode.py) builds for the same JSON."""
+
+    @property
+    def prediction_id(self) -> str: ...
+    @property
+    def timestamp(self) -> datetime | None: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def probabilities(self) -> dict[str, float] | None: ...
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def segments(self) -> dict[str, str] | None: ...
 
 
 class PredictionBatch(BaseModel):

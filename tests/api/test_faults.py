@@ -24,7 +24,7 @@ from tests.conftest import Db, Server, start_server, stop_server
 LOCK_TIMEOUT_S = 2.0
 WRITE_BOUND_S = 2.5  # the lock timeout plus the hops around it
 HEALTH_BOUND_S = 0.1
-HEALTH_STALL_S = 0.5
+HEALTH_STALL_S = 0.25
 READ_BOUND_S = 1.0
 # More concurrent writers than uvicorn's threadpool has threads (40).
 WRITERS = 48
@@ -210,7 +210,9 @@ def test_held_lock_gives_bounded_503s_and_health_keeps_answering(
     # /healthz waits on nothing: without the write gate and an async route it would wait
     # for a free thread, i.e. about the lock timeout. The tolerance for the worst answer
     # is for one scheduling stall on a shared, overloaded machine (seen: 1 in 60 over 100
-    # ms at load average 20 on 2 cores); the 90th percentile is held to the 100 ms.
+    # ms at load average 20 on 2 cores, before start-up objects were frozen out of the
+    # garbage collector's full passes, app/main.py; since, worst 47 ms in 6 runs at load
+    # average 5-8); the 90th percentile is held to the 100 ms.
     times = sorted(t for _, t in health_answers)
     p90 = times[int(0.9 * (len(times) - 1))]
     assert p90 < HEALTH_BOUND_S, f"/healthz p90 {p90 * 1000:.0f} ms"
