@@ -578,8 +578,8 @@ def spark_compute(
 
     if url is not None or api_key is not None:
         typer.echo(
-            "lossmon: spark compute stores through the database for now: pass --database-url "
-            "(or set LOSSMON_DATABASE_URL)",
+            "lossmon: spark compute cannot store through the HTTP API yet (--url/--api-key "
+            "are not implemented); pass --database-url (or set LOSSMON_DATABASE_URL)",
             err=True,
         )
         raise typer.Exit(2)
@@ -628,7 +628,12 @@ def spark_compute(
         raise typer.Exit(1) from exc
     if fmt == "delta" and not session.delta_available():
         engine.dispose()
-        typer.echo("lossmon: --format delta needs the delta-spark package", err=True)
+        typer.echo(
+            "lossmon: --format delta needs the optional delta-spark package "
+            "(pip install delta-spark, a release matching pyspark 4); parquet and csv "
+            "need only the spark extra",
+            err=True,
+        )
         raise typer.Exit(2)
     spark = session.build(master=master, delta=fmt == "delta")
     try:

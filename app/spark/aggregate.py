@@ -7,16 +7,20 @@ Rules (API.md "Lake-scale computation on Apache Spark"):
   (file path, position in the file);
 - the last actual wins: latest timestamp, an actual without a timestamp loses to one
   with, then the highest input order (as a re-sent actual replaces the stored one);
-- both dedups are hash aggregations on `prediction_id` (a min/max over a struct whose
-  leading fields are the ordering), so the join that follows finds both sides already
-  hash-partitioned by the id and shuffles nothing more.
+- both dedups are aggregations on `prediction_id` (a min/max over a struct whose
+  leading fields are the ordering; Spark runs a struct min/max sort-based), so the join
+  that follows finds both sides already partitioned by the id and shuffles nothing
+  more (or broadcasts the labels when adaptive execution finds them small).
 
 Slices are chosen as the SQL path chooses them (app/windows/slices.py): per window and
 dimension (model version, each segment key) the top N values by predictions, count
 ties broken by the value's text, plus the values monitors watch; the rest of the
 dimension forms one `other` slice.
 
-Quantiles are exact: a window function sorted by loss within each group gives the
+Sums are additive, so they are aggregated once per combination of window, version and
+segment values (a hash aggregation, partial before its shuffle) and the window and
+slice sums are sums over that small table. Quantiles are exact: a window function
+sorted by loss within each group (over only the group keys, loss and weight) gives the
 cumulative weight, and the q-quantile is the smallest loss whose cumulative weight
 reaches q·Σw, with the same rounding slack the numpy path allows for fractional weights
 (app/metrics/stats.py). The same window pass gives each group's mean loss, so the

@@ -3,6 +3,7 @@ nothing is stored; so is an unknown model (also from the command line, before an
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -147,4 +148,20 @@ def test_multiclass_label_outside_the_classes(
     a = write_csv(tmp_path / "a", logs.actuals, ACTUAL_COLUMNS)
     with pytest.raises(SparkInputError, match=r"column 'label'.*not a class of the model .*'bird'"):
         _run(spark, db, "mc", str(p), str(a), fmt="csv")
+    _nothing_stored(db)
+
+
+def test_http_store_and_delta_without_its_package_are_refused_saying_why(
+    db: Db, model: str, files: Any
+) -> None:
+    p, a, _ = files
+    base = ["spark", "compute", "--model", model, "--predictions", p, "--actuals", a]
+    result = CliRunner().invoke(cli, [*base, "--url", "http://127.0.0.1:1", "--api-key", "k"])
+    assert result.exit_code == 2
+    assert "--url/--api-key are not implemented" in result.output
+    assert "--database-url" in result.output
+    if importlib.util.find_spec("delta") is None:
+        result = CliRunner().invoke(cli, [*base, "--format", "delta", "--database-url", db.url])
+        assert result.exit_code == 2
+        assert "needs the optional delta-spark package" in result.output
     _nothing_stored(db)
