@@ -4,6 +4,7 @@ storage per row, and a retention run under load (issue 13).
     .venv/bin/python bench/scale.py                 # H = 1M, then H = 10M (heavy: once)
     .venv/bin/python bench/scale.py --sizes 1000000 # one size
     .venv/bin/python bench/scale.py --quick         # smoke run, ~1 minute
+    .venv/bin/python bench/scale.py --only retention --sizes 10000000  # load + retention only
 
 Per size, a fresh PostgreSQL database (dropped at the end):
 
@@ -305,6 +306,7 @@ class Passes:
                     model=self._model(session),
                     items=preds[lo : lo + 10_000],
                     now_us=now_us,
+                    max_future_s=self.settings.max_future_s,
                 )
         for lo in range(0, len(acts), 10_000):
             with session_scope(self.factory) as session:
@@ -313,6 +315,7 @@ class Passes:
                     model=self._model(session),
                     items=acts[lo : lo + 10_000],
                     now_us=now_us,
+                    max_future_s=self.settings.max_future_s,
                 )
         ingest_s = time.perf_counter() - t0
         reference = _reference_s()
@@ -337,6 +340,7 @@ class Passes:
                 model=self._model(session),
                 items=items,
                 now_us=int(time.time() * 1e6),
+                max_future_s=self.settings.max_future_s,
             )
         ingest_s = time.perf_counter() - t0
         reference = _reference_s()
@@ -444,7 +448,11 @@ def retention_under_load(db: Database, *, base: int, windows: int, rows: int) ->
                 with session_scope(factory) as session:
                     model = session.get(MonitoredModel, MODEL_ID)
                     ingest_service.ingest_predictions(
-                        session=session, model=model, items=items, now_us=int(time.time() * 1e6)
+                        session=session,
+                        model=model,
+                        items=items,
+                        now_us=int(time.time() * 1e6),
+                        max_future_s=settings.max_future_s,
                     )
                 writes.append(time.perf_counter() - t0)
             except Exception as exc:  # reported, not raised: the figure is the answer
@@ -456,6 +464,8 @@ def retention_under_load(db: Database, *, base: int, windows: int, rows: int) ->
     thread.start()
     started.wait(60)
     n_reads, n_writes = len(reads), len(writes)
+    with psycopg.connect(db.pg_url) as conn:
+        wal_before = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
     t0 = time.perf_counter()
     report = retention.run_retention(factory=factory, clock=lambda: fake_now)
     seconds = time.perf_counter() - t0
@@ -464,6 +474,11 @@ def retention_under_load(db: Database, *, base: int, windows: int, rows: int) ->
     thread.join()
     with psycopg.connect(db.pg_url) as conn:
         metrics_kept = conn.execute("SELECT count(*) FROM window_metrics").fetchone()
+        # WAL of the whole run (the concurrent ingest's share is small: ~1k rows a step).
+        wal = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
+            (wal_before[0] if wal_before else "0/0",),
+        ).fetchone()
     engine.dispose()
     return {
         "windows_expired": expire,
@@ -473,6 +488,7 @@ def retention_under_load(db: Database, *, base: int, windows: int, rows: int) ->
         "seconds": seconds,
         "rows_per_second": (report.predictions + report.actuals) / seconds,
         "window_metrics_kept": int(metrics_kept[0]) if metrics_kept else None,
+        "wal_mb": float(wal[0]) / 1e6 if wal else None,
         "reads_during": len(during_reads),
         "read_max_s": max(during_reads, default=None),
         "read_median_s": median(during_reads) if during_reads else None,
@@ -492,6 +508,27 @@ def per_window(run: dict[str, Any]) -> float:
 
 def normalised(run: dict[str, Any]) -> float:
     return per_window(run) / float(run["reference_s"])
+
+
+def run_retention_only(rows: int) -> dict[str, Any]:
+    """Load (COPY + initial compute) and the retention run: minutes instead of the hour
+    the passes take at 10M, to measure retention alone."""
+    windows = rows // ROWS_PER_WINDOW
+    base = _now_hour() - (windows + 4) * HOUR
+    with fresh_database(f"lossmon_bench_scale_{rows}") as db:
+        print(f"[{rows:,}] loading ({windows} windows) ...", flush=True)
+        loaded = load(db, rows=rows, base=base)
+        loaded.pop("late_ids")
+        sizes = storage(db)
+        print(f"[{rows:,}] retention under load ...", flush=True)
+        retention = retention_under_load(db, base=base, windows=windows, rows=rows)
+    return {
+        "rows": rows,
+        "load": loaded,
+        "storage": sizes,
+        "retention": retention,
+        "loadavg_after": load_average(),
+    }
 
 
 def run_size(rows: int, *, quick: bool) -> dict[str, Any]:
@@ -558,6 +595,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     p.add_argument("--quick", action="store_true", help="H = 200k only (smoke run)")
+    p.add_argument("--only", choices=["retention"], help="load and run only this part (no passes)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -575,8 +613,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sizes": {},
     }
     for rows in sizes:
-        result = run_size(rows, quick=args.quick)
-        result["summary"] = summary(result)
+        if args.only == "retention":
+            result = run_retention_only(rows)
+            result["summary"] = {}
+        else:
+            result = run_size(rows, quick=args.quick)
+            result["summary"] = summary(result)
         results["sizes"][str(rows)] = result
         s, st, r = result["summary"], result["storage"], result["retention"]
         print_table(
@@ -598,6 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 *((f"{k} ", f"{v:.4f}" if k.endswith("_s") else f"{v:.1f}") for k, v in s.items()),
                 ("retention: rows deleted", f"{r['rows_deleted']:,}"),
                 ("retention: seconds", f"{r['seconds']:.2f}"),
+                ("retention: WAL MB written", f"{r['wal_mb'] or 0:.0f}"),
                 (
                     "retention: reads / ingests during",
                     f"{r['reads_during']} / {r['ingests_during']}",
@@ -608,9 +651,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ),
             ],
         )
-        print("late-label read plan (24 windows):")
-        print("\n".join("  " + line for line in result["late_read_plan"]))
-    if len(results["sizes"]) >= 2:
+        if "late_read_plan" in result:
+            print("late-label read plan (24 windows):")
+            print("\n".join("  " + line for line in result["late_read_plan"]))
+    if len(results["sizes"]) >= 2 and not args.only:
         small, large = (
             results["sizes"][str(n)]["summary"] for n in sorted(sizes)[:1] + sorted(sizes)[-1:]
         )
@@ -623,7 +667,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     results["loadavg_after"] = Path("/proc/loadavg").read_text().strip()
     print(f"load average before: {results['loadavg_before']}; after: {results['loadavg_after']}")
-    print(f"written {write_results(NAME, results)}")
+    name = f"{NAME}-{args.only}" if args.only else NAME
+    print(f"written {write_results(name, results)}")
     return 0
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -92,7 +95,8 @@ def test_serve_on_postgres_refuses_unmigrated_schema(tmp_path: Path, pg_database
     import psycopg
 
     admin = pg_database_url.replace("+psycopg", "")
-    name = "lossmon_test_unmigrated"
+    # Unique: concurrent test runs on one server must not drop each other's database.
+    name = f"lossmon_test_unmigrated_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -106,18 +110,37 @@ def test_serve_on_postgres_refuses_unmigrated_schema(tmp_path: Path, pg_database
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _worker_pids(log: Path, timeout_s: float) -> list[int]:
+    """The API processes that finished start-up, from serve's log (uvicorn logs "Started
+    server process [pid]" then "Application startup complete." in each)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = log.read_text()
+        started = [int(p) for p in re.findall(r"Started server process \[(\d+)\]", text)]
+        if text.count("Application startup complete.") >= 2 or time.monotonic() > deadline:
+            return started
+        time.sleep(0.1)
+
+
 def test_serve_with_workers_runs_several_processes(db: Db, tmp_path: Path) -> None:
     srv = start_server(db.url, tmp_path, args=("--no-scheduler", "--workers", "2"))
     try:
+        # /healthz answered once the first worker was up; the second may still be
+        # importing the app on a loaded host. Wait for both (the same bound as for the
+        # first), so the requests below never race a starting worker.
+        pids = _worker_pids(srv.log_path, timeout_s=90)
         children = subprocess.run(
             ["pgrep", "-P", str(srv.process.pid)], capture_output=True, text=True
         ).stdout.split()
-        assert len(children) >= 2, children
-        httpx.put(srv.url + "/v1/models/ctr", json={})
-        for b in range(10):
-            items = [{"prediction_id": f"{b}-{i}", "score": 0.5} for i in range(50)]
-            r = httpx.post(srv.url + "/v1/models/ctr/predictions", json={"predictions": items})
-            assert r.json() == {"accepted": 50, "duplicates": 0}
+        serving = set(pids) & {int(c) for c in children}
+        assert len(serving) >= 2, (pids, children, srv.log_path.read_text())
+        # A generous client timeout: the bound under test is the server's own.
+        with httpx.Client(base_url=srv.url, timeout=30) as client:
+            assert client.put("/v1/models/ctr", json={}).status_code == 200
+            for b in range(10):
+                items = [{"prediction_id": f"{b}-{i}", "score": 0.5} for i in range(50)]
+                r = client.post("/v1/models/ctr/predictions", json={"predictions": items})
+                assert r.json() == {"accepted": 50, "duplicates": 0}
         assert db.count("predictions") == 500
     finally:
         stop_server(srv)

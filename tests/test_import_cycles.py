@@ -1,4 +1,4 @@
-"""No package of app/ imports a package that imports it back (docs/ARCHITECTURE.md).
+"""No package of app/ imports a package that imports it back (docs/architecture.md).
 
 Walks every module's imports (module level and inside functions alike: a lazy import
 is still a dependency) and fails on any cycle between units, a unit being a

@@ -81,7 +81,7 @@ def test_relative_links_resolve_inside_the_repo() -> None:
             broken.append(target)
     assert broken == []
     # The documents README refers to are in the repo, linked, not "in the shared docs".
-    for doc in ("docs/API.md", "docs/ARCHITECTURE.md"):
+    for doc in ("docs/API.md", "docs/architecture.md", "docs/principles.md"):
         assert doc in targets, doc
 
 

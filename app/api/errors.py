@@ -54,7 +54,7 @@ class ApiError(Exception):
         self.headers = headers
 
 
-# The one place domain errors become HTTP statuses (ARCHITECTURE.md, principle 12).
+# The one place domain errors become HTTP statuses (docs/principles.md, principle 12).
 DOMAIN_STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,

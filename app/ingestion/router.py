@@ -144,8 +144,9 @@ def post_actuals(
     """Store ground truth; a re-sent prediction_id replaces its earlier actual."""
     _check_batch(len(batch.actuals), settings.max_batch_items)
     with transaction() as session:
-        # Read in the transaction: labels are stored by the model's class list.
-        model = model_service.require_model(session=session, model_id=model_id)
+        # Read in the transaction: labels are stored by the model's class list. Locked:
+        # a concurrent DELETE of the model answers 404 here, not a 500 or a deadlock.
+        model = model_service.require_model(session=session, model_id=model_id, lock=True)
         result = service.ingest_actuals(
             session=session,
             model=ModelShape.of(model),

@@ -6,9 +6,19 @@ and JSON without numpy scalar types leaking out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from app.metrics.calibration import ReliabilityBin
+
+# Published quantile fields of ℓ and their levels q (API.md: the smallest ℓ_i whose
+# cumulative weight, rows sorted by ℓ, reaches q·Σw). Every producer (the numpy pass,
+# Spark) computes the levels listed here; each also needs its WindowStats attribute.
+QUANTILE_FIELDS: Mapping[str, float] = {
+    "log_loss_median": 0.5,
+    "log_loss_p90": 0.9,
+    "log_loss_p99": 0.99,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +34,7 @@ class WindowStats:
     log_loss_stderr: float | None
     log_loss_median: float | None
     log_loss_p90: float | None
+    log_loss_p99: float | None
     # Mean over ALL predictions (labeled or not, unweighted) of the binary entropy of
     # the clipped score: what the model expects to score if calibrated.
     expected_log_loss: float | None
@@ -57,8 +68,7 @@ def unscored(
         baseline_log_loss=None,
         skill=None,
         log_loss_stderr=None,
-        log_loss_median=None,
-        log_loss_p90=None,
+        **dict.fromkeys(QUANTILE_FIELDS),
         expected_log_loss=expected,
         accuracy=None,
     )

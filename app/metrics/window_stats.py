@@ -70,15 +70,12 @@ import numpy.typing as npt
 
 from app.metrics.baseline import baseline_log_loss, categorical_entropy
 from app.metrics.calibration import DEFAULT_BINS, ReliabilityBin
-from app.metrics.published import WindowStats, unscored
+from app.metrics.published import QUANTILE_FIELDS, WindowStats, unscored
 from app.metrics.stats import weighted_quantiles
 
 BINARY = "binary"
 MULTICLASS = "multiclass"
 
-# Published quantile fields of ℓ and their levels q (API.md: the smallest ℓ_i whose
-# cumulative weight, rows sorted by ℓ, reaches q·Σw).
-QUANTILE_FIELDS: Mapping[str, float] = {"log_loss_median": 0.5, "log_loss_p90": 0.9}
 _LEVELS = np.array(list(QUANTILE_FIELDS.values()), dtype=np.float64)
 
 FloatSeq = Sequence[float] | npt.NDArray[np.float64]

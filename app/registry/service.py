@@ -36,8 +36,17 @@ def get_model(*, session: Session, model_id: str) -> MonitoredModel | None:
     return session.get(MonitoredModel, model_id)
 
 
-def require_model(*, session: Session, model_id: str) -> MonitoredModel:
-    model = get_model(session=session, model_id=model_id)
+def require_model(*, session: Session, model_id: str, lock: bool = False) -> MonitoredModel:
+    """lock=True: hold the model's row FOR KEY SHARE (PostgreSQL) until the transaction
+    ends, before the caller writes rows that reference it. A concurrent DELETE of the
+    model then either committed first (NotFound here) or waits for this transaction;
+    without it the DELETE's cascade and this transaction's foreign-key checks can wait
+    on each other (deadlock) or the insert fails on the vanished key."""
+    model = (
+        session.get(MonitoredModel, model_id, with_for_update={"read": True, "key_share": True})
+        if lock
+        else get_model(session=session, model_id=model_id)
+    )
     if model is None:
         raise NotFound(
             f"model {model_id!r} is not registered; create it first with "

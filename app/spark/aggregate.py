@@ -32,11 +32,11 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from app.metrics.published import QUANTILE_FIELDS
 from app.spark.read import Predictions
 
 WINDOW = "window"  # group kind of a whole window (slices use VERSION / SEGMENT)
 BINS = 10
-QUANTILES = (0.5, 0.9)
 _EXACT_INTEGER_LIMIT = float(2**53)
 _MACHINE_EPS = 2.0**-52
 _LONG_MIN = -(2**63)
@@ -241,9 +241,9 @@ def _aggregates(spec: JobSpec) -> list[Column]:
         F.sum(F.pow(w * (loss - F.col("mean_loss")), 2)).alias("spread"),
         F.sum("w_correct").alias("w_correct"),
     ]
-    for q in QUANTILES:
+    for name, q in QUANTILE_FIELDS.items():  # one column per published quantile field
         reached = F.col("cum_w") >= F.lit(q) * F.col("total_w") - F.col("slack")
-        aggs.append(F.min(F.when(reached, loss)).alias(f"q{int(q * 100)}"))
+        aggs.append(F.min(F.when(reached, loss)).alias(name))
     b = F.col("bin")
     for i in range(BINS):
         inside = b == i

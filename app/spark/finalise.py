@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.metrics import WindowStats
+from app.metrics.published import QUANTILE_FIELDS
 from app.metrics.window_stats import BINARY, MULTICLASS, WindowSums, finalise
 
 BINS = 10
@@ -41,10 +42,11 @@ def window_sums(row: Mapping[str, Any], n_classes: int) -> WindowSums:
         bin_outcome=tuple(_f(row, f"bin{b}_wy") for b in range(BINS)),
         loss_values=None,
         loss_weights=None,
-        # Exact quantiles from Spark's sorted window pass (aggregate.py).
+        # Exact quantiles from Spark's sorted window pass (aggregate.py), one column
+        # per field; None when the group has no labeled row.
         quantiles=None
-        if row["q50"] is None or row["q90"] is None
-        else {"log_loss_median": float(row["q50"]), "log_loss_p90": float(row["q90"])},
+        if any(row[name] is None for name in QUANTILE_FIELDS)
+        else {name: float(row[name]) for name in QUANTILE_FIELDS},
     )
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app.db import is_postgres
+from app.registry.models import MonitoredModel
 from app.windows.models import DirtyWindow, WindowChange
 
 
@@ -183,6 +184,27 @@ def queued(*, session: Session) -> dict[tuple[str, int], Queued]:
         (r.model_id, r.window_start): Queued(r.generation, r.claim_token, r.leased_until_us)
         for r in rows
     }
+
+
+def lock_models(*, session: Session, model_ids: Iterable[str]) -> set[str]:
+    """Hold these models' rows FOR KEY SHARE (PostgreSQL), in id order, before any
+    window row is locked or written; returns the ids still registered.
+
+    A model DELETE locks the model row first and then cascades into the window tables.
+    A transaction that locked window rows first and then wrote rows referencing the
+    model (whose foreign-key check waits for the model row) could deadlock against it;
+    taking the model rows first is the DELETE's own order, so the two queue instead.
+    SQLite: the write transaction already excludes every other writer."""
+    ids = sorted(set(model_ids))
+    if not ids:
+        return set()
+    rows = session.scalars(
+        select(MonitoredModel.id)
+        .where(MonitoredModel.id.in_(ids))
+        .order_by(MonitoredModel.id)
+        .with_for_update(read=True, key_share=True)  # FOR KEY SHARE
+    )
+    return set(rows)
 
 
 def lock_own_claims(

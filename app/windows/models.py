@@ -18,7 +18,7 @@ class WindowChange(Base):
 
     Ingestion inserts one row per distinct window per batch, in the same transaction as
     the data. Nothing on the write path updates a shared row, so concurrent writers of
-    one window never wait on each other (ARCHITECTURE principle 11). Compute passes fold
+    one window never wait on each other (docs/principles.md, principle 11). Compute passes fold
     the log into `dirty_windows` (app.windows.dirty.fold) and delete what they folded.
     """
 

@@ -8,9 +8,10 @@
       -> Prometheus gauges of each model's latest window (GAUGES)
     and the documented response model WindowOut (window_out_model()).
 
-Adding a metric field: compute it in app.metrics (WindowSums + finalise), add one
-WindowField here, and a migration adding the column (tests/test_migrations.py checks
-the two agree).
+Adding a metric field: compute it in app.metrics (a quantile: one QUANTILE_FIELDS entry
+in published.py; otherwise WindowSums + finalise), add one WindowField here, and a
+migration adding the column (tests/test_migrations.py checks the two agree); the full
+list, shown by log_loss_p99, is in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -143,6 +144,11 @@ FIELDS: tuple[WindowField, ...] = (
     _f("log_loss_stderr"),
     _f("log_loss_median"),
     _f("log_loss_p90"),
+    _f(
+        "log_loss_p99",
+        "the tail: 99 % of the weight has a smaller loss; null for a window last "
+        "computed before this field existed",
+    ),
     _f(
         "expected_log_loss",
         gauge=(

@@ -46,6 +46,8 @@ class PassResult:
     models: set[str] = field(default_factory=set)
     # compute_until_done only:
     dirty_at_start: int = 0
+    # windows another live pass held (was computing) when we started
+    held_at_start: int = 0
     waited_for: int = 0  # windows another live pass held while we waited
     unfinished: int = 0  # dirty at start and still not computed when we gave up
     # (model_id, window_start) -> newest generation we computed it from
@@ -256,6 +258,9 @@ def _compute_claimed(
         with session_scope(factory) as session:
             dirty.fold(session=session)
         with session_scope(factory) as session:
+            # Model rows before window rows (a concurrent model DELETE's order): a model
+            # deleted meanwhile took its claims with it, so nothing is written for it.
+            dirty.lock_models(session=session, model_ids={c.model_id for c in claims})
             held = dirty.lock_own_claims(session=session, token=token, claims=claims)
             # A window Spark computed is owned by `lossmon spark compute`: its claim
             # settles, its rows stay.
@@ -392,6 +397,13 @@ def compute_until_done(
     result = PassResult()
     token = uuid.uuid4().hex
     with heartbeat.lease_heartbeat(factory=factory, token=token, lease_s=settings.compute_lease_s):
+        # What other passes hold right now, from a read-only snapshot: the write
+        # transactions below may first wait for theirs (SQLite has one writer at a time).
+        with session_scope(read_factory) as session:
+            start_us = int(clock() * 1e6)
+            result.held_at_start = sum(
+                q.leased_by_other(token, start_us) for q in dirty.queued(session=session).values()
+            )
         with session_scope(factory) as session:
             result.swept_windows = sweep_pending_actuals(session=session)
         with session_scope(factory) as session:

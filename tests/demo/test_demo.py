@@ -49,6 +49,8 @@ def test_demo_fires_the_alert_and_receives_its_signed_webhook(tmp_path: Path) ->
 
 
 def _start_keep_running(tmp_path: Path) -> subprocess.Popen[str]:
+    # Its own process group: a failed test can kill the demo AND its server child
+    # (killing only the demo orphaned a server that ran on until found by hand).
     return subprocess.Popen(
         [*DEMO, "--keep-running"],
         cwd=tmp_path,
@@ -56,7 +58,24 @@ def _start_keep_running(tmp_path: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> str:
+    """SIGKILL the demo and everything it started; returns its output not read yet."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return proc.stdout.read() if proc.stdout is not None else ""
+
+
+def _exit_code(proc: subprocess.Popen[str], timeout_s: float, after: str) -> int:
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        rest = _kill_group(proc)
+        pytest.fail(f"the demo still ran {timeout_s:g} s after {after}; its output since:\n{rest}")
 
 
 def _wait_until_serving(proc: subprocess.Popen[str]) -> str:
@@ -82,11 +101,9 @@ def test_demo_keep_running_serves_until_interrupted(tmp_path: Path) -> None:
         assert httpx.get(url + "/healthz", timeout=5).status_code == 200
         assert httpx.get(url + "/v1/models/ctr-demo", timeout=5).json()["window"] == "1h"
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=90) == 0
+        assert _exit_code(proc, 90, "SIGINT") == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill_group(proc)
     with pytest.raises(httpx.TransportError):
         httpx.get(url + "/healthz", timeout=2)
 
@@ -158,11 +175,9 @@ def test_sigterm_to_keep_running_leaves_no_process_or_temp_dir(tmp_path: Path) -
         assert httpx.get(url + "/healthz", timeout=5).status_code == 200
 
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        assert _exit_code(proc, 30, "SIGTERM") == 128 + signal.SIGTERM
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill_group(proc)
     assert not [pid for pid in children if _alive(pid)]
     assert not directory.exists()
     with pytest.raises(httpx.TransportError):

@@ -171,7 +171,11 @@ def test_multiclass_window_matches_references(win: McWindow) -> None:
     assert stats.calibration_gap == stats.log_loss - stats.expected_log_loss
 
     loss_array = np.array(losses)
-    for got, level in ((stats.log_loss_median, 0.5), (stats.log_loss_p90, 0.9)):
+    for got, level in (
+        (stats.log_loss_median, 0.5),
+        (stats.log_loss_p90, 0.9),
+        (stats.log_loss_p99, 0.99),
+    ):
         assert got is not None
         if win.unit_weights:
             assert close(got, float(np.quantile(loss_array, level, method="inverted_cdf")))
@@ -221,6 +225,7 @@ def test_two_classes_match_binary(data: st.DataObject) -> None:
         "log_loss_stderr",
         "log_loss_median",
         "log_loss_p90",
+        "log_loss_p99",
         "expected_log_loss",
     ):
         assert tight(getattr(multi, name), getattr(binary, name)), name

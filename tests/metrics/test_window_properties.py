@@ -148,7 +148,11 @@ def test_window_matches_references(win: Window) -> None:
     assert stats.calibration_gap == stats.log_loss - stats.expected_log_loss
     assert stats.class_rates is None and stats.class_log_loss is None
 
-    for got, level in ((stats.log_loss_median, 0.5), (stats.log_loss_p90, 0.9)):
+    for got, level in (
+        (stats.log_loss_median, 0.5),
+        (stats.log_loss_p90, 0.9),
+        (stats.log_loss_p99, 0.99),
+    ):
         assert got is not None
         if win.unit_weights:
             assert close(got, float(np.quantile(losses, level, method="inverted_cdf")))

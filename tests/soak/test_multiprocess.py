@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -209,7 +210,7 @@ def _same(a: Any, b: Any) -> bool:
 @pytest.fixture
 def reference_url(worker_id: str) -> Iterator[str]:
     """A second, fresh PostgreSQL database for the single-process reference run."""
-    name = f"lossmon_soak_ref_{worker_id}".replace("-", "_")
+    name = f"lossmon_soak_ref_{worker_id}_{os.getpid()}".replace("-", "_")
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -33,6 +33,7 @@ FLOAT_FIELDS = (
     "log_loss_stderr",
     "log_loss_median",
     "log_loss_p90",
+    "log_loss_p99",
     "expected_log_loss",
     "accuracy",
     "ece",
@@ -188,6 +189,7 @@ def reference_metrics(
         ),
         log_loss_median=_quantile(losses, w, 0.5),
         log_loss_p90=_quantile(losses, w, 0.9),
+        log_loss_p99=_quantile(losses, w, 0.99),
         accuracy=float(np.sum(w * ((p >= 0.5) == (y == 1.0))) / total),
         ece=reference_ece(
             np.asarray(scores, dtype=np.float64)[mask].tolist(), y.tolist(), w.tolist()
