@@ -104,6 +104,9 @@ def compute(
         read.load(spark, inputs.actuals, inputs.fmt), columns=inputs.columns, classes=classes
     )
     rows = aggregate.collect(aggregate.sums(preds, acts, spec))
+    # The input checks were observed during that job's scans: refuse before storing.
+    read.enforce(preds.validation)
+    read.enforce(acts.validation)
     spark_seconds = time.perf_counter() - started
     windows, slices = spark_store.finalise(rows=rows, model=model, now=clock.now(UTC))
     started = time.perf_counter()

@@ -1,9 +1,11 @@
 """Read prediction and label logs into canonical columns, refusing bad input loudly.
 
-A wrong column type is found from the schema; bad values (unparseable, out of range,
-missing) by one aggregation over each input that counts them per column and keeps one
-example. Either way the error names the input, the column and what was expected, and
-the job stops before anything is stored.
+A wrong column type is found from the schema, before any Spark job runs; bad values
+(unparseable, out of range, missing) are counted per column, with one example, by
+metrics observed while the job's own scan reads the rows (DataFrame.observe), so
+validation costs no separate pass over the input. Either way the error names the input,
+the column and what was expected, and the job stops before anything is stored: the
+observed counts are checked (`enforce`) after Spark finished and before the store.
 
 Canonical columns: predictions `pid, ts_us, score | p0..pK-1, version, s0..sM, fpath,
 rid`; actuals `pid, label, weight, ts_us, fpath, rid` (`label`: 0/1, or the class index).
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -35,10 +37,34 @@ class SparkInputError(ValueError):
 
 
 @dataclass(frozen=True)
+class _Check:
+    column: str
+    bad: Column  # true on a bad row
+    shown: Column  # what to show of a bad row
+    message: str
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Checks observed on one input's scan; `enforce` after the job's action ran."""
+
+    source: str
+    checks: list[_Check]
+    observation: Observation | None
+
+
+@dataclass(frozen=True)
 class Predictions:
     frame: DataFrame
     segment_keys: list[str]  # key of canonical column s{i}
     n_classes: int  # 0 for binary
+    validation: Validation
+
+
+@dataclass(frozen=True)
+class Actuals:
+    frame: DataFrame
+    validation: Validation
 
 
 def load(spark: SparkSession, path: str, fmt: str) -> DataFrame:
@@ -95,29 +121,33 @@ def _as_micros(df: DataFrame, source: str, name: str) -> Column:
     )
 
 
-@dataclass(frozen=True)
-class _Check:
-    column: str
-    bad: Column  # true on a bad row
-    shown: Column  # what to show of a bad row
-    message: str
+_observed = 0
 
 
-def _enforce(df: DataFrame, source: str, checks: list[_Check]) -> None:
-    """One pass counting each check's bad rows (and one example); raise on the first."""
+def _observe(df: DataFrame, source: str, checks: list[_Check]) -> tuple[DataFrame, Validation]:
+    """`df` counting each check's bad rows (and one example) as the job reads it."""
+    global _observed
     if not checks:
-        return
+        return df, Validation(source, checks, None)
     aggs: list[Column] = []
     for i, c in enumerate(checks):
         aggs.append(F.count(F.when(c.bad, 1)).alias(f"n{i}"))
         aggs.append(F.first(F.when(c.bad, c.shown.cast("string")), ignorenulls=True).alias(f"e{i}"))
-    row = df.agg(*aggs).first()
-    assert row is not None  # a global aggregate always returns one row
-    for i, c in enumerate(checks):
-        n = row[f"n{i}"]
+    _observed += 1  # a name unique in the session: Spark refuses two observations of one name
+    observation = Observation(f"lossmon_{source}_{_observed}")
+    return df.observe(observation, *aggs), Validation(source, checks, observation)
+
+
+def enforce(validation: Validation) -> None:
+    """Raise on the first check that saw a bad row; call after the job's action."""
+    if validation.observation is None:
+        return
+    row = validation.observation.get
+    for i, c in enumerate(validation.checks):
+        n = row.get(f"n{i}")
         if n:
             raise SparkInputError(
-                source, c.column, f"{n} row(s) {c.message} (e.g. {row[f'e{i}']!r})"
+                validation.source, c.column, f"{n} row(s) {c.message} (e.g. {row[f'e{i}']!r})"
             )
 
 
@@ -190,9 +220,12 @@ def predictions(
         F.col("_metadata.file_path").alias("fpath"),
         F.monotonically_increasing_id().alias("rid"),
     ]
-    _enforce(raw, source, checks)
+    observed, validation = _observe(raw, source, checks)
     return Predictions(
-        frame=raw.select(*out), segment_keys=keys, n_classes=0 if classes is None else len(classes)
+        frame=observed.select(*out),
+        segment_keys=keys,
+        n_classes=0 if classes is None else len(classes),
+        validation=validation,
     )
 
 
@@ -215,7 +248,7 @@ def _binary_label(raw: DataFrame, source: str, name: str) -> Column:
 
 def actuals(
     raw: DataFrame, *, columns: ColumnMap, classes: list[str] | None, source: str = "actuals"
-) -> DataFrame:
+) -> Actuals:
     pid_c = columns.actual("prediction_id")
     label_c = columns.actual("label")
     ts_c = columns.actual("timestamp")
@@ -257,8 +290,8 @@ def actuals(
         )
     else:
         ts = F.lit(None).cast("long")
-    _enforce(raw, source, checks)
-    return raw.select(
+    observed, validation = _observe(raw, source, checks)
+    frame = observed.select(
         pid.alias("pid"),
         label.alias("label"),
         weight.alias("weight"),
@@ -266,3 +299,4 @@ def actuals(
         F.col("_metadata.file_path").alias("fpath"),
         F.monotonically_increasing_id().alias("rid"),
     )
+    return Actuals(frame=frame, validation=validation)
