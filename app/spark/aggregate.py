@@ -7,20 +7,16 @@ Rules (API.md "Lake-scale computation on Apache Spark"):
   (file path, position in the file);
 - the last actual wins: latest timestamp, an actual without a timestamp loses to one
   with, then the highest input order (as a re-sent actual replaces the stored one);
-- both dedups are aggregations on `prediction_id` (a min/max over a struct whose
-  leading fields are the ordering; Spark runs a struct min/max sort-based), so the join
-  that follows finds both sides already partitioned by the id and shuffles nothing
-  more (or broadcasts the labels when adaptive execution finds them small).
+- both dedups are hash aggregations on `prediction_id` (a min/max over a struct whose
+  leading fields are the ordering), so the join that follows finds both sides already
+  hash-partitioned by the id and shuffles nothing more.
 
 Slices are chosen as the SQL path chooses them (app/windows/slices.py): per window and
 dimension (model version, each segment key) the top N values by predictions, count
 ties broken by the value's text, plus the values monitors watch; the rest of the
 dimension forms one `other` slice.
 
-Sums are additive, so they are aggregated once per combination of window, version and
-segment values (a hash aggregation, partial before its shuffle) and the window and
-slice sums are sums over that small table. Quantiles are exact: a window function
-sorted by loss within each group (over only the group keys, loss and weight) gives the
+Quantiles are exact: a window function sorted by loss within each group gives the
 cumulative weight, and the q-quantile is the smallest loss whose cumulative weight
 reaches q·Σw, with the same rounding slack the numpy path allows for fractional weights
 (app/metrics/stats.py). The same window pass gives each group's mean loss, so the
@@ -185,14 +181,9 @@ def _groups(rows: DataFrame, segment_keys: list[str]) -> DataFrame:
     )
 
 
-def _slots(combos: DataFrame, segment_keys: list[str], spec: JobSpec) -> DataFrame:
-    """(ws, kind, key, value) -> kept as its own slice or not, from the combination sums."""
-    counts = (
-        _groups(combos, segment_keys)
-        .where(F.col("kind") != WINDOW)
-        .groupBy("ws", "kind", "key", "value")
-        .agg(F.sum("predictions").alias("count"))
-    )
+def _slots(grouped: DataFrame, spec: JobSpec) -> DataFrame:
+    """(ws, kind, key, value) -> kept as its own slice or not."""
+    counts = grouped.where(F.col("kind") != WINDOW).groupBy("ws", "kind", "key", "value").count()
     rank = F.row_number().over(
         Window.partitionBy("ws", "kind", "key").orderBy(F.col("count").desc(), F.col("value").asc())
     )
@@ -202,85 +193,39 @@ def _slots(combos: DataFrame, segment_keys: list[str], spec: JobSpec) -> DataFra
     return counts.select("ws", "kind", "key", "value", kept.alias("kept"))
 
 
-GROUP = ["ws", "kind", "key", "other", "value"]
-
-
-def _tag(grouped: DataFrame, slots: DataFrame) -> DataFrame:
-    """Each group row's slice: its own value if kept (or a whole window), else `other`."""
-    joined = grouped.join(F.broadcast(slots), ["ws", "kind", "key", "value"], "left")
-    is_window = F.col("kind") == WINDOW
-    other = ~is_window & ~F.col("kept")
-    return joined.select(
-        *(c for c in grouped.columns if c not in ("value", "kept")),
-        other.alias("other"),
-        F.when(other, F.lit("")).otherwise(F.col("value")).alias("value"),
-    )
-
-
 def sums(preds: Predictions, acts: Actuals, spec: JobSpec) -> DataFrame:
-    """The aggregated sums, one row per (ws, kind, key, other, value).
-
-    The prediction rows are read by two branches that share the scans and the dedup
-    shuffles (the same plan up to the exchanges, which Spark reuses):
-    - the sums, aggregated by a hash aggregation per combination of window, version and
-      segment values (partial sums before the shuffle, so it moves a few rows per
-      combination); the window and slice sums and the top-N choice of slices are then
-      sums over that small table;
-    - the labeled rows' (group, loss, weight), once per group they belong to, sorted by
-      loss within the group for the exact quantiles and the centred spreads: the one
-      wide sort of the job.
-    """
+    """The aggregated sums, one row per (ws, kind, key, other, value)."""
     rows = scored(
         first_predictions(preds, spec), last_actuals(acts.frame), spec, len(preds.segment_keys)
     )
-    dims = ["version", *(f"s{i}" for i in range(len(preds.segment_keys)))]
-    combos = rows.groupBy("ws", *dims).agg(*_aggregates(spec))
-    slots = _slots(combos, preds.segment_keys, spec)
-    summed = [c for c in combos.columns if c not in ("ws", *dims)]
-    totals = (
-        _tag(_groups(combos, preds.segment_keys), slots)
-        .groupBy(*GROUP)
-        .agg(*(F.sum(c).alias(c) for c in summed))
+    grouped = _groups(rows, preds.segment_keys)
+    slots = _slots(grouped, spec)
+    joined = grouped.join(slots, ["ws", "kind", "key", "value"], "left")
+    is_window = F.col("kind") == WINDOW
+    other = ~is_window & ~F.col("kept")
+    tagged = joined.select(
+        *(c for c in grouped.columns if c != "value"),
+        other.alias("other"),
+        F.when(other, F.lit("")).otherwise(F.col("value")).alias("value"),
     )
-    # Unlabeled rows stay (null loss and weight, ignored by every ordered aggregate):
-    # filtering them would let Spark turn the left join into an inner one, whose plan no
-    # longer matches the sums branch's, and both would then scan and shuffle the input.
-    losses = rows.select("ws", *dims, "loss", "w")
-    ordered = _ordered(_tag(_groups(losses, preds.segment_keys), slots))
-    return totals.join(ordered, GROUP, "left")
-
-
-def _ordered(tagged: DataFrame) -> DataFrame:
-    """Per group, over its labeled rows (loss not null): mean loss, centred spreads and
-    exact quantiles."""
-    labeled = tagged.select(*GROUP, "loss", "w")
-    by_loss = Window.partitionBy(*GROUP).orderBy(F.col("loss").asc_nulls_last())
+    group = ["ws", "kind", "key", "other", "value"]
+    by_loss = Window.partitionBy(*group).orderBy(F.col("loss").asc_nulls_last())
     whole = by_loss.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     upto = by_loss.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     total_w = F.sum("w").over(whole)
     n = F.count("loss").over(whole)
-    integral = F.min(F.col("w") == F.floor(F.col("w"))).over(whole)
+    integral = F.min(F.when(F.col("labeled"), F.col("w") == F.floor(F.col("w")))).over(whole)
     slack = F.when(integral & (total_w <= _EXACT_INTEGER_LIMIT), F.lit(0.0)).otherwise(
         2.0 * n * _MACHINE_EPS * total_w
     )
-    windowed = labeled.select(
+    windowed = tagged.select(
         "*",
         (F.sum(F.col("w") * F.col("loss")).over(whole) / total_w).alias("mean_loss"),
         F.sum("w").over(upto).alias("cum_w"),
         total_w.alias("total_w"),
         slack.alias("slack"),
     )
-    w, loss = F.col("w"), F.col("loss")
-    aggs = [
-        F.first("mean_loss").alias("shift"),
-        # Centred on the group's mean loss: no cancellation in the stderr.
-        F.sum(w * w * (loss - F.col("mean_loss"))).alias("w2l_sum"),
-        F.sum(F.pow(w * (loss - F.col("mean_loss")), 2)).alias("spread"),
-    ]
-    for name, q in QUANTILE_FIELDS.items():  # one column per published quantile field
-        reached = F.col("cum_w") >= F.lit(q) * F.col("total_w") - F.col("slack")
-        aggs.append(F.min(F.when(reached, loss)).alias(name))
-    return windowed.groupBy(*GROUP).agg(*aggs)
+    return windowed.groupBy(*group).agg(*_aggregates(spec))
 
 
 def _aggregates(spec: JobSpec) -> list[Column]:
@@ -292,8 +237,15 @@ def _aggregates(spec: JobSpec) -> list[Column]:
         F.sum("w").alias("w_sum"),
         F.sum(w * loss).alias("wl_sum"),
         F.sum(w * w).alias("w2_sum"),
+        F.first("mean_loss", ignorenulls=True).alias("shift"),
+        # Centred on the group's mean loss: no cancellation in the stderr.
+        F.sum(w * w * (loss - F.col("mean_loss"))).alias("w2l_sum"),
+        F.sum(F.pow(w * (loss - F.col("mean_loss")), 2)).alias("spread"),
         F.sum("w_correct").alias("w_correct"),
     ]
+    for name, q in QUANTILE_FIELDS.items():  # one column per published quantile field
+        reached = F.col("cum_w") >= F.lit(q) * F.col("total_w") - F.col("slack")
+        aggs.append(F.min(F.when(reached, loss)).alias(name))
     b = F.col("bin")
     for i in range(BINS):
         inside = b == i
