@@ -45,8 +45,10 @@ class Settings(BaseSettings):
     # queries for those values are computed on demand).
     slice_top_n: int = Field(default=20, ge=1, le=1000)
 
-    # Per API key, e.g. "6000/minute" or "100/second; 5000/minute"; empty disables.
-    rate_limit: str = "6000/minute"
+    # Per API key and API process, e.g. "120000/minute" or "100/second; 5000/minute";
+    # empty disables. The default (2,000 req/s per process) is a guard against a runaway
+    # client, not a quota: a serving fleet sends thousands of single POSTs/s on one key.
+    rate_limit: str = "120000/minute"
     # Where counters live: "memory://" (per process) or e.g. "redis://host:6379" to
     # share one budget across API processes.
     rate_limit_storage_uri: str = "memory://"
