@@ -17,7 +17,8 @@ Per size, a fresh PostgreSQL database (dropped at the end):
   service, then app.windows.service.compute_pass (1 window).
 - late-label pass: 5,000 labels for unlabeled predictions of the oldest 24 windows
   through the ingestion service, then compute_pass (24 windows).
-  Each pass runs in a FRESH process (`--child`; 3 of each, median), and again in one
+  Each pass runs in a FRESH process (`--child`; 3 of each, median; every size is loaded
+  first and the fresh rounds alternate between sizes), and again in one
   LONG-LIVED process after 10 passes (pool connections and psycopg's prepared
   statements warm). The pass time divided by the windows it computed is the per-window
   cost; each child also times a fixed reference (the window math over 50k synthetic
@@ -43,6 +44,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -535,56 +538,97 @@ def run_retention_only(rows: int) -> dict[str, Any]:
     }
 
 
-def run_size(rows: int, *, quick: bool) -> dict[str, Any]:
+@dataclass
+class Loaded:
+    """One size's database, loaded, with the hours and late-label batches its passes use."""
+
+    rows: int
+    db: Database
+    base: int
+    loaded: dict[str, Any]
+    sizes: dict[str, Any]
+    plan: list[str]
+    hours: list[int]
+    batches: list[list[str]]
+
+
+def prepare(stack: ExitStack, rows: int, *, quick: bool) -> Loaded:
     windows = rows // ROWS_PER_WINDOW
     rounds_total = FRESH_REPEATS + 1 + WARM_PASSES // 2 + MEASURED_ROUNDS
     # The newest window loaded ends far enough back that every later hour is in the past.
     base = _now_hour() - (windows + rounds_total + 4) * HOUR
-    with fresh_database(f"lossmon_bench_scale_{rows}") as db:
-        print(f"[{rows:,}] loading ({windows} windows) ...", flush=True)
-        loaded = load(db, rows=rows, base=base)
-        sizes = storage(db)
-        plan = late_read_plan(db, base)
-        late_ids: list[str] = loaded.pop("late_ids")
-        per_pass = 1_000 if quick else LATE_LABELS
-        if len(late_ids) < per_pass * rounds_total:
-            raise RuntimeError(f"only {len(late_ids)} unlabeled predictions to label late")
-        batches = [late_ids[k * per_pass : (k + 1) * per_pass] for k in range(rounds_total)]
-        hours = [base + (windows + k) * HOUR for k in range(rounds_total)]
-        print(f"[{rows:,}] fresh-process passes ...", flush=True)
-        fresh_steady, fresh_late = [], []
-        for k in range(FRESH_REPEATS):  # alternating, each in its own process
-            fresh_steady.append(
-                run_child(
-                    {"kind": "steady", "url": db.sa_url, "hour": hours[k], "tag": f"fresh-{k}"}
-                )
-            )
-            fresh_late.append(run_child({"kind": "late", "url": db.sa_url, "ids": batches[k]}))
-        print(f"[{rows:,}] long-lived process: {WARM_PASSES} passes, then measured ...", flush=True)
-        warm = run_child(
-            {
-                "kind": "warm",
-                "url": db.sa_url,
-                "rounds": [
-                    {"hour": hours[k], "tag": f"warm-{k}", "ids": batches[k]}
-                    for k in range(FRESH_REPEATS, rounds_total)
-                ],
-            }
-        )
-        measured = [r for r in warm["rounds"] if r["passes_before"] >= WARM_PASSES]
-        print(f"[{rows:,}] retention under load ...", flush=True)
-        retention = retention_under_load(db, base=base, windows=windows, rows=rows)
-    pick = (lambda kind: [r[kind] for r in measured]) if measured else (lambda kind: [])
+    db = stack.enter_context(fresh_database(f"lossmon_bench_scale_{rows}"))
+    print(f"[{rows:,}] loading ({windows} windows) ...", flush=True)
+    loaded = load(db, rows=rows, base=base)
+    late_ids: list[str] = loaded.pop("late_ids")
+    per_pass = 1_000 if quick else LATE_LABELS
+    if len(late_ids) < per_pass * rounds_total:
+        raise RuntimeError(f"only {len(late_ids)} unlabeled predictions to label late")
+    return Loaded(
+        rows=rows,
+        db=db,
+        base=base,
+        loaded=loaded,
+        sizes=storage(db),
+        plan=late_read_plan(db, base),
+        hours=[base + (windows + k) * HOUR for k in range(rounds_total)],
+        batches=[late_ids[k * per_pass : (k + 1) * per_pass] for k in range(rounds_total)],
+    )
+
+
+def fresh_passes(k: int, size: Loaded) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Round k's fresh steady and late pass on one size, each in its own process."""
+    url = size.db.sa_url
+    steady = run_child({"kind": "steady", "url": url, "hour": size.hours[k], "tag": f"fresh-{k}"})
+    late = run_child({"kind": "late", "url": url, "ids": size.batches[k]})
+    return steady, late
+
+
+def finish(size: Loaded, fresh: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """The long-lived process's passes, then retention, on one size."""
+    rows = size.rows
+    print(f"[{rows:,}] long-lived process: {WARM_PASSES} passes, then measured ...", flush=True)
+    warm = run_child(
+        {
+            "kind": "warm",
+            "url": size.db.sa_url,
+            "rounds": [
+                {"hour": size.hours[k], "tag": f"warm-{k}", "ids": size.batches[k]}
+                for k in range(FRESH_REPEATS, len(size.hours))
+            ],
+        }
+    )
+    measured = [r for r in warm["rounds"] if r["passes_before"] >= WARM_PASSES]
+    print(f"[{rows:,}] retention under load ...", flush=True)
+    windows = rows // ROWS_PER_WINDOW
+    retention = retention_under_load(size.db, base=size.base, windows=windows, rows=rows)
     return {
         "rows": rows,
-        "load": loaded,
-        "storage": sizes,
-        "late_read_plan": plan,
-        "fresh": {"steady": fresh_steady, "late": fresh_late},
-        "warm": {"steady": pick("steady"), "late": pick("late")},
+        "load": size.loaded,
+        "storage": size.sizes,
+        "late_read_plan": size.plan,
+        "fresh": {"steady": [s for s, _ in fresh], "late": [late for _, late in fresh]},
+        "warm": {
+            "steady": [r["steady"] for r in measured],
+            "late": [r["late"] for r in measured],
+        },
         "retention": retention,
         "loadavg_after": load_average(),
     }
+
+
+def run_sizes(sizes: Sequence[int], *, quick: bool) -> dict[int, dict[str, Any]]:
+    """Every size loaded first, then the fresh passes interleaved across sizes (round k
+    on 1M, then on 10M, ...), so a busy moment of this shared machine hits both sizes
+    instead of one; then per size the long-lived passes and retention."""
+    with ExitStack() as stack:
+        loaded = [prepare(stack, rows, quick=quick) for rows in sizes]
+        fresh: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {n: [] for n in sizes}
+        for k in range(FRESH_REPEATS):
+            for size in loaded:
+                print(f"[{size.rows:,}] fresh-process passes, round {k + 1} ...", flush=True)
+                fresh[size.rows].append(fresh_passes(k, size))
+        return {size.rows: finish(size, fresh[size.rows]) for size in loaded}
 
 
 def summary(result: dict[str, Any]) -> dict[str, float]:
@@ -620,12 +664,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loadavg_before": Path("/proc/loadavg").read_text().strip(),
         "sizes": {},
     }
+    passes = {} if args.only == "retention" else run_sizes(sizes, quick=args.quick)
     for rows in sizes:
         if args.only == "retention":
             result = run_retention_only(rows)
             result["summary"] = {}
         else:
-            result = run_size(rows, quick=args.quick)
+            result = passes[rows]
             result["summary"] = summary(result)
         results["sizes"][str(rows)] = result
         s, st, r = result["summary"], result["storage"], result["retention"]
