@@ -228,6 +228,7 @@ def late_read_plan(db: Database, base: int) -> list[str]:
     )
     with psycopg.connect(db.pg_url) as conn:
         conn.execute("SET enable_nestloop = off")  # as app.windows.reader does
+        conn.execute("SET jit = off")
         rows = conn.execute("EXPLAIN " + sql, params).fetchall()
     return [r[0] for r in rows]
 
