@@ -74,7 +74,7 @@ bench-compute: $(VENV)/.installed-test
 	$(PY) bench/compute.py
 
 ## make bench-scale: steady and late-label passes at 1M and 10M predictions of history,
-## bytes per row, a retention run under load (heavy: ~1 h on 2 shared cores; the retention
+## bytes per row, a retention run under load (heavy: ~15 min on 2 quiet cores; the retention
 ## part alone: .venv/bin/python bench/scale.py --only retention --sizes 10000000).
 bench-scale: $(VENV)/.installed-test
 	$(PY) bench/scale.py
