@@ -14,6 +14,7 @@ Exit code 0 only if the alert's webhook was received and verified.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import math
 import random
 import secrets
@@ -352,9 +353,11 @@ def _run(options: DemoOptions, console: Console | None) -> int:
             console.print(
                 f"\nlossmon keeps running at [bold]{url}/[/] (Ctrl-C to stop and clean up)"
             )
-            with contextlib.suppress(KeyboardInterrupt):
+            try:
                 while server.process.poll() is None:
                     time.sleep(0.5)
+            except KeyboardInterrupt:
+                console.print("interrupted: stopping lossmon and removing its temporary directory")
         return code
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -371,10 +374,16 @@ def _run(options: DemoOptions, console: Console | None) -> int:
             console.print(f"server log (last lines):\n{server.log_tail()}")
         return 1
     finally:
-        if receiver is not None:
-            receiver.stop()
-        if server is not None:
-            stop_local_server(server)
+        # Cleanup is bounded (the server gets SIGTERM, then SIGKILL after 15 s); should it
+        # ever hang anyway, every thread's stack goes to stderr so the hang says where.
+        faulthandler.dump_traceback_later(60)
+        try:
+            if receiver is not None:
+                receiver.stop()
+            if server is not None:
+                stop_local_server(server)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
 
 def _demo(
