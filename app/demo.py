@@ -110,10 +110,15 @@ class WebhookReceiver:
         ).start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        server, self._server = self._server, None
+        if server is None:
+            return
+        # shutdown() waits for serve_forever's loop without a timeout; bounded here (that
+        # loop runs in a daemon thread, which cannot keep the process alive anyway).
+        stopper = threading.Thread(target=server.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(timeout=5)
+        server.server_close()
 
     def handle(self, body: bytes, headers: dict[str, str]) -> int:
         try:
@@ -323,6 +328,9 @@ def _terminate_cleanly() -> Any:
 
 
 def run(options: DemoOptions, console: Console | None = None) -> int:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck demo is.
+    if threading.current_thread() is threading.main_thread():
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     with _terminate_cleanly():
         try:
             return _run(options, console)

@@ -74,6 +74,8 @@ def _exit_code(proc: subprocess.Popen[str], timeout_s: float, after: str) -> int
     try:
         return proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)  # the demo prints every thread's stack
+        time.sleep(2)
         rest = _kill_group(proc)
         pytest.fail(f"the demo still ran {timeout_s:g} s after {after}; its output since:\n{rest}")
 
