@@ -311,18 +311,26 @@ def _raise_terminated(signum: int, _frame: object) -> None:
 
 @contextlib.contextmanager
 def _terminate_cleanly() -> Any:
-    """Turn SIGTERM/SIGHUP into an exception for the duration of the demo. By default
-    they kill Python on the spot, skipping `finally`: the server child and the
-    temporary directory would outlive us (`kill PID`, a closed terminal, systemd)."""
+    """Turn SIGTERM/SIGHUP into an exception (and SIGINT into KeyboardInterrupt) for the
+    duration of the demo. By default SIGTERM/SIGHUP kill Python on the spot, skipping
+    `finally`: the server child and the temporary directory would outlive us (`kill PID`,
+    a closed terminal, systemd)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
     previous = {
         sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGHUP)
     }
+    # Ctrl-C is how the demo says to stop it, so it must raise KeyboardInterrupt even when
+    # this process inherited SIGINT ignored or blocked (both survive fork and exec: a
+    # `cmd &` in a script, or a parent's thread with it masked). Seen in CI: a demo
+    # started from the test suite slept on through SIGINT (stack dump via SIGUSR1).
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

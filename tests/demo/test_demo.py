@@ -48,11 +48,19 @@ def test_demo_fires_the_alert_and_receives_its_signed_webhook(tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
 
 
+_SIGINT_IGNORED_AND_BLOCKED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def _start_keep_running(tmp_path: Path) -> subprocess.Popen[str]:
     # Its own process group: a failed test can kill the demo AND its server child
     # (killing only the demo orphaned a server that ran on until found by hand).
+    # Started with SIGINT ignored AND blocked, as a parent can pass them on (both survive
+    # exec): the demo must still stop on Ctrl-C. Once in CI it slept through SIGINT.
     return subprocess.Popen(
-        [*DEMO, "--keep-running"],
+        [sys.executable, "-c", _SIGINT_IGNORED_AND_BLOCKED, *DEMO, "--keep-running"],
         cwd=tmp_path,
         env=ENV,
         stdout=subprocess.PIPE,
