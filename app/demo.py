@@ -327,18 +327,18 @@ def _terminate_cleanly() -> Any:
     # started from the test suite slept on through SIGINT (stack dump via SIGUSR1).
     previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck demo is.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         yield
     finally:
+        faulthandler.unregister(signal.SIGUSR1)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 def run(options: DemoOptions, console: Console | None = None) -> int:
-    # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck demo is.
-    if threading.current_thread() is threading.main_thread():
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
     with _terminate_cleanly():
         try:
             return _run(options, console)
