@@ -1,8 +1,9 @@
 """Bounded answers under database faults (API.md "Time bounds and faults"), through a
 real `lossmon serve`: while another connection holds the lock writes need, every write
 answers 503 + Retry-After within the lock timeout (plus slack) and stores nothing, every
-/healthz answer takes under 100 ms, reads of other data keep answering, /readyz says
-503; after the lock is released every write succeeds.
+/healthz answer takes under 100 ms while the requests wait (on PostgreSQL also with
+every request thread blocked), reads of other data keep answering, /readyz says 503;
+after the lock is released every write succeeds.
 
 /healthz is timed against a control: a bare uvicorn app in another process, asked at
 the same moment by the same probe (HealthProbe). A slow /healthz answer is put down to
@@ -39,9 +40,9 @@ CONCURRENT = 48
 # bound)...
 HEALTH_BOUND_S = 0.1
 # ...unless the control answered no faster than this at the same moment. The control
-# does nothing (~1 ms even at load average 20 on 2 cores): taking half the bound, it
-# shows the machine itself (or the probe) stalled then, and the same stall is in the
-# /healthz answer beside it. A stall of lossmon alone (a blocked event loop, a wait
+# does nothing (a few ms at load average 9 on 2 cores, rarely over 50): taking half the
+# bound, it shows the machine itself (or the probe) stalled then, and the same stall is
+# in the /healthz answer beside it. A stall of lossmon alone (a blocked event loop, a wait
 # for a thread, a lock) leaves the control fast: that answer fails the test.
 MACHINE_STALL_S = 0.05
 # The excuse must stay rare: with more answers excused than this share, the run proved
@@ -50,12 +51,12 @@ EXCUSED_AT_MOST = 0.1
 # The requests under test arrive at once, and admitting them (routing, validation, the
 # hops to threads until each waits at the gate or on the lock) is CPU work of the
 # server process, its event loop and threads taking turns on the GIL: a /healthz sent
-# meanwhile answers after it (seen: up to 90 ms at load average 4, 324 ms at 10, the
+# meanwhile answers after it (seen: up to 90 ms at load average 4, 451 ms at 9, the
 # control fast beside it). The probe starts 0.1 s after they were sent. Its answers in
 # its first ADMITTING_S show /healthz waits for no thread and no lock (that would be
 # the lock timeout): held to ADMISSION_BOUND_S. The later ones, all requests waiting
 # (the probe stops before the first gives up, 2 s after it was sent), to HEALTH_BOUND_S.
-ADMITTING_S = 0.4
+ADMITTING_S = 0.6
 ADMISSION_BOUND_S = 1.0
 
 
@@ -142,7 +143,7 @@ while time.monotonic() < end:
     response = conn.getresponse()
     response.read()
     answers.append((response.status, time.perf_counter() - started))
-    time.sleep(0.02)
+    time.sleep(0.1)
 print(json.dumps(answers), flush=True)
 """
 
@@ -212,7 +213,9 @@ class _Probe:
 
 
 class ReadProbe(_Probe):
-    """GETs a path every 20 ms for `seconds`: (status, seconds) of each answer."""
+    """GETs a path every 100 ms for `seconds`: (status, seconds) of each answer. Not
+    more often: each read is some milliseconds of the server's CPU, which /healthz
+    would share on a loaded machine."""
 
     def __init__(self, server: Server, path: str, seconds: float) -> None:
         super().__init__(_READ_PROBE, "127.0.0.1", _port(server), path, seconds)
@@ -377,7 +380,7 @@ def test_held_lock_gives_bounded_503s_and_health_keeps_answering(
     assert_health_within_bound(pairs, f"{db.kind}, writers blocked")
     # Reads of data the lock does not cover keep answering (both databases: SQLite
     # readers use WAL snapshots, and blocked writers do not hold the read threads).
-    assert read_answers and {s for s, _ in read_answers} == {200}, read_answers
+    assert len(read_answers) >= 5 and {s for s, _ in read_answers} == {200}, read_answers
     # Well under the lock timeout: a read never waits for a blocked writer's thread or
     # connection (it would, were writes not queued at the gate, app/api/write_gate.py).
     assert max(t for _, t in read_answers) < READ_BOUND_S
@@ -432,7 +435,9 @@ def test_health_answers_while_every_request_thread_is_blocked(
     # The health answers below were given while no request thread was free.
     assert canary_s > 1.0, f"a thread was free after {canary_s:.2f}s"
     assert_health_within_bound(pairs, "postgresql, every request thread blocked")
-    # Reads of the locked table give up like writes: 503 + Retry-After, bounded.
+    # Reads of the locked table give up like writes: 503 + Retry-After. Those that found
+    # no free thread waited for one until the first readers gave up (one lock timeout),
+    # then their spent deadline gives up at once.
     assert {s for s, _, _ in results} == {503}, results
     assert all(retry for _, retry, _ in results), results
-    assert max(t for _, _, t in results) < WRITE_BOUND_S, results
+    assert max(t for _, _, t in results) < 2 * LOCK_TIMEOUT_S, results
