@@ -54,9 +54,10 @@ def lossmon(db: Db, keys: dict[str, str], tmp_path: Path) -> Iterator[Server]:
     stop_server(server)
 
 
-@pytest.fixture
-def files(spark: Any, tmp_path: Path) -> tuple[str, str]:
-    return write_parquet(spark, generate(31, n=700, windows=WINDOWS), tmp_path / "logs")
+@pytest.fixture(scope="module")
+def files(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    logs = generate(31, n=700, windows=WINDOWS)
+    return write_parquet(spark, logs, tmp_path_factory.mktemp("logs"))
 
 
 def _admin(server: Server, keys: dict[str, str]) -> httpx.Client:
@@ -96,6 +97,16 @@ def _stored(db: Db, model: str) -> tuple[dict[Any, Any], dict[Any, Any]]:
     return _rows(db, WindowMetric, model), _rows(db, SliceMetric, model)
 
 
+def _computed_at(db: Db, model: str) -> dict[int, Any]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            select(WindowMetric.window_start, WindowMetric.computed_at).where(
+                WindowMetric.model_id == model
+            )
+        ).all()
+    return dict(rows)
+
+
 def _alerts(api: httpx.Client, model: str) -> list[tuple[str, str, Any]]:
     r = api.get("/v1/alerts", params={"model_id": model})
     assert r.status_code == 200, r.text
@@ -130,14 +141,16 @@ def test_the_api_route_stores_what_the_database_route_stores(
         assert len(windows) == WINDOWS and {w["source"] for w in windows.values()} == {"spark"}
         assert any(key[1:4] == ("segment", "country", False) and key[4] == "c24" for key in slices)
 
-        # A re-run replaces the same windows with the same numbers; a bounded one only
-        # its range (the middle window), which the other windows survive.
-        again = job.compute_remote(spark, inputs=_inputs("via-api", files), target=target)
-        assert (again.windows, again.slices, again.removed) == (by_api.windows, by_api.slices, 0)
+        # A re-run over a range replaces its windows with the same numbers (the middle
+        # one here: its computed_at moves) and leaves the others alone.
         middle = T0 + HOUR
         bounded = _inputs("via-api", files, since=middle + 10, until=middle + HOUR)
-        assert job.compute_remote(spark, inputs=bounded, target=target).windows == 1
+        before = _computed_at(db, "via-api")
+        again = job.compute_remote(spark, inputs=bounded, target=target)
+        assert (again.windows, again.removed) == (1, 0)
         assert _stored(db, "via-api") == _stored(db, "via-db")
+        after = _computed_at(db, "via-api")
+        assert {ws for ws in after if after[ws] != before[ws]} == {middle}
 
         # Monitors were flagged in the upload's transaction, as by the database route.
         jobs.evaluate_monitors(factory=db.factory)
