@@ -676,6 +676,9 @@ def _spark_compute_remote(inputs: Any, target: Any, *, fmt: str, master: str | N
     spark = session.build(master=master, delta=fmt == "delta")
     try:
         report = job.compute_remote(spark, inputs=inputs, target=target, plan=plan)
+    except remote.OutcomeUnknown as exc:
+        typer.echo(f"lossmon: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except (read.SparkInputError, remote.RemoteError) as exc:
         typer.echo(f"lossmon: {exc}; nothing stored", err=True)
         raise typer.Exit(1) from exc

@@ -2,9 +2,10 @@
 parameters from lossmon and upload its window statistics, over HTTP (httpx).
 
 Plain Python, like the server routes it talks to (app/spark/router.py). Every failure
-is a RemoteError whose message names the URL and says that nothing was stored: the
-upload is one request and one transaction on the server, so it is stored whole or not
-at all.
+is a RemoteError whose message names the URL: the upload is one request and one
+transaction on the server, so it is stored whole or not at all, and an answer other
+than 200 means nothing was stored. Only an upload that got no answer at all
+(OutcomeUnknown) leaves that open.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ _MAX_RETRY_AFTER_S = 10.0
 
 class RemoteError(RuntimeError):
     """lossmon refused the run, or could not be reached; nothing was stored."""
+
+
+class OutcomeUnknown(RemoteError):
+    """The upload was sent but no answer came: the server may have stored it. Running
+    the job again is safe (it replaces the same windows)."""
 
 
 class Refused(RemoteError):
@@ -94,8 +100,16 @@ def _call(
             response = httpx.request(
                 method, url, content=content, headers=headers, timeout=target.timeout_s
             )
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise RemoteError(f"cannot reach lossmon at {target.url}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            if content is None:
+                raise RemoteError(f"no answer from lossmon at {target.url}: {exc}") from exc
+            raise OutcomeUnknown(
+                f"no answer from lossmon at {target.url} to the upload ({type(exc).__name__}: "
+                f"{exc}); it may or may not have been stored: run the job again (a re-run "
+                "replaces the same windows)"
+            ) from exc
         if response.status_code == 503 and attempt < _ATTEMPTS:
             time.sleep(_retry_after(response))
             continue

@@ -6,6 +6,8 @@ unreachable server store nothing and say so; a monitor fires on uploaded windows
 from __future__ import annotations
 
 import copy
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,6 +208,23 @@ def test_a_run_over_the_server_s_upload_limit_is_refused_before_sending() -> Non
     body = {"rows": [{"window_start": 0}] * 100}
     with pytest.raises(remote.RemoteError, match=r"exceed the upload limit of http://lossmon"):
         remote.upload(remote.Target("http://lossmon", "k"), "m", body, limit=1024)
+
+
+def test_an_upload_without_an_answer_says_it_may_have_been_stored() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def hang_up() -> None:
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.close()
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{port}"
+        with pytest.raises(remote.OutcomeUnknown, match="may or may not have been stored"):
+            remote.upload(remote.Target(url, "k", timeout_s=10), "m", {"rows": []}, limit=1024)
+        thread.join(5)
 
 
 @pytest.fixture
