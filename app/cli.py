@@ -6,12 +6,16 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from app import migrate
 from app.config import Settings, load_settings
+
+if TYPE_CHECKING:  # pyspark is an optional extra: imported only by `spark compute`
+    from app.spark import job as spark_job
+    from app.spark import remote as spark_remote
 
 
 def _env_help(*fields: str) -> str:
@@ -581,7 +585,8 @@ def spark_compute(
     ] = None,
 ) -> None:
     """Compute the model's windows (and slices) in Spark from prediction and label logs,
-    and store them in lossmon as `source: spark` windows (replacing those of the range)."""
+    and store them in lossmon as `source: spark` windows (replacing those of the range),
+    through its HTTP API (--url, an admin key) or its database (--database-url)."""
     from app.spark import columns as columns_module
 
     if url is not None and database_url is not None:
@@ -651,7 +656,7 @@ def spark_compute(
     _spark_report(report, model)
 
 
-def _no_delta() -> None:
+def _no_delta() -> NoReturn:
     typer.echo(
         "lossmon: --format delta needs the optional delta-spark package "
         "(pip install delta-spark, a release matching pyspark 4); parquet and csv "
@@ -661,7 +666,9 @@ def _no_delta() -> None:
     raise typer.Exit(2)
 
 
-def _spark_compute_remote(inputs: Any, target: Any, *, fmt: str, master: str | None) -> None:
+def _spark_compute_remote(
+    inputs: spark_job.Inputs, target: spark_remote.Target, *, fmt: str, master: str | None
+) -> None:
     """`spark compute --url`: no database here; the server finalises and stores."""
     from app.spark import job, read, remote, session
 

@@ -204,6 +204,28 @@ def test_refusals_store_nothing_and_say_why(
     assert db.count("slice_metrics") == 0
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_the_command_stores_through_the_api(
+    spark: Any,
+    db: Db,
+    lossmon: Server,
+    keys: dict[str, str],
+    files: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with _admin(lossmon, keys) as api:
+        _register(api, "m")
+    # The command builds its session with getOrCreate (this module's) and stops it at
+    # the end: keep it for the module's other tests.
+    monkeypatch.setattr(spark, "stop", lambda: None)
+    monkeypatch.setenv("LOSSMON_API_KEY", keys["admin"])  # as the key may be given
+    run = ["spark", "compute", "--model", "m", "--predictions", files[0]]
+    result = CliRunner().invoke(cli, [*run, "--actuals", files[1], "--url", lossmon.url])
+    assert result.exit_code == 0, result.output
+    assert f"stored {WINDOWS} windows" in result.output and lossmon.url in result.output
+    assert db.count("window_metrics") == WINDOWS
+
+
 def test_a_run_over_the_server_s_upload_limit_is_refused_before_sending() -> None:
     body = {"rows": [{"window_start": 0}] * 100}
     with pytest.raises(remote.RemoteError, match=r"exceed the upload limit of http://lossmon"):
