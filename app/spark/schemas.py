@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from app.json_types import NO_NUL, AsInt, Timestamp
 from app.metrics.calibration import DEFAULT_BINS
 
-# Within the columns' bounds: counts are INTEGER columns; NUL cannot be stored in a
-# PostgreSQL text column.
-Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+# JSON-faithful (app/json_types.py): numbers for numbers, true/false for booleans.
+# Counts fit the INTEGER columns.
+Count = Annotated[StrictInt, Field(ge=0, le=2**31 - 1), AsInt]
+Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Bins = Annotated[list[Finite], Field(min_length=DEFAULT_BINS, max_length=DEFAULT_BINS)]
 PerClass = Annotated[list[Finite], Field(min_length=2, max_length=1000)]
-_TEXT = r"^[^\x00]*$"
 
 
 class SparkModel(BaseModel):
@@ -29,7 +29,7 @@ class SparkModel(BaseModel):
     server refuses it (409) if the model has changed since."""
 
     task: Literal["binary", "multiclass"]
-    window_seconds: int = Field(ge=1, le=10 * 366 * 86_400)
+    window_seconds: Annotated[StrictInt, Field(ge=1, le=10 * 366 * 86_400), AsInt]
     clip_eps: Finite
     classes: list[str] | None = Field(max_length=1000)
 
@@ -81,13 +81,17 @@ class SumsIn(BaseModel):
 class SparkRowIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    window_start: int = Field(ge=0, description="epoch seconds, a multiple of the window size")
+    window_start: Annotated[
+        StrictInt,
+        Field(ge=0, le=253_402_300_799, description="epoch seconds, a multiple of the window"),
+        AsInt,
+    ]
     kind: Literal["window", "version", "segment"] = Field(
         description='"window": the whole window; else a slice of it'
     )
-    key: str = Field(default="", max_length=64, pattern=_TEXT)
-    other: bool = Field(default=False, description="the dimension's values outside the top N")
-    value: str = Field(default="", max_length=256, pattern=_TEXT)
+    key: str = Field(default="", max_length=64, pattern=NO_NUL)
+    other: StrictBool = Field(default=False, description="the dimension's values outside the top N")
+    value: str = Field(default="", max_length=256, pattern=NO_NUL)
     sums: SumsIn
 
 
@@ -95,12 +99,12 @@ class SparkWindowsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: SparkModel
-    start: AwareDatetime | None = Field(
+    start: Timestamp | None = Field(
         default=None,
         description="the run's range [start, end): the model's spark windows starting in "
         "it are replaced, those not uploaded again are removed; null: the rows' own span",
     )
-    end: AwareDatetime | None = None
+    end: Timestamp | None = None
     rows: list[SparkRowIn]
 
 
