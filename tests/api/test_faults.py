@@ -243,29 +243,31 @@ def assert_health_within_bound(pairs: list[tuple[float, int, float, float]], lab
     """Every /healthz answer 200 within its bound, except one whose control took
     MACHINE_STALL_S or more at the same moment; and few such excuses."""
     assert {s for _, s, _, _ in pairs} == {200}, pairs
-    admitting = [(h, c) for at, _, h, c in pairs if at < ADMITTING_S]
-    waiting = [(h, c) for at, _, h, c in pairs if at >= ADMITTING_S]
+    admitting = [(at, h, c) for at, _, h, c in pairs if at < ADMITTING_S]
+    waiting = [(at, h, c) for at, _, h, c in pairs if at >= ADMITTING_S]
     assert len(waiting) >= 10, pairs
     for phase, answers, bound in (
         ("admitting", admitting, ADMISSION_BOUND_S),
         ("all waiting", waiting, HEALTH_BOUND_S),
     ):
-        slow = [(round(h * 1000), round(c * 1000)) for h, c in answers if h >= bound]
-        lossmon_alone = [(h, c) for h, c in slow if c < MACHINE_STALL_S * 1000]
-        worst = max(answers, default=(0.0, 0.0))
+        # (ms since the probe started, /healthz ms, control ms)
+        slow = [tuple(round(x * 1000) for x in a) for a in answers if a[1] >= bound]
+        lossmon_alone = [a for a in slow if a[2] < MACHINE_STALL_S * 1000]
+        worst = max(answers, key=lambda a: a[1], default=(0.0, 0.0, 0.0))
         print(
             f"{label}, {phase}: {len(answers)} /healthz answers, worst "
-            f"{worst[0] * 1000:.0f} ms (control beside it {worst[1] * 1000:.0f} ms), worst "
-            f"control {max((c for _, c in answers), default=0) * 1000:.0f} ms, "
+            f"{worst[1] * 1000:.0f} ms (control beside it {worst[2] * 1000:.0f} ms), worst "
+            f"control {max((a[2] for a in answers), default=0) * 1000:.0f} ms, "
             f"excused {len(slow) - len(lossmon_alone)}"
         )
         assert not lossmon_alone, (
             f"{label}, {phase}: /healthz over {bound * 1000:.0f} ms while the control "
-            f"was fast (ms, /healthz and control): {lossmon_alone}"
+            f"was fast (ms since the probe started, /healthz, control): {lossmon_alone}"
         )
         assert len(slow) <= EXCUSED_AT_MOST * len(answers), (
             f"{label}, {phase}: {len(slow)} of {len(answers)} /healthz answers came during "
-            f"machine stalls (ms, /healthz and control): {slow}; too many to tell"
+            f"machine stalls (ms since the probe started, /healthz, control): {slow}; too "
+            "many to tell"
         )
 
 
