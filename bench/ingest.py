@@ -308,7 +308,22 @@ def http_worker_factory(base_url: str, warmup: Sequence[Batch], key: str) -> Wor
     return open_worker
 
 
-def raw_worker_factory(pg_url: str, warmup: Sequence[Batch]) -> WorkerFactory:
+def _columns(rows: bulk.PredictionRows) -> dict[str, list[Any]]:
+    """Statement parameter -> column, for --raw-psycopg-lists."""
+    return {
+        "pid": rows.prediction_ids,
+        "ts": rows.ts_us,
+        "ws": rows.window_starts,
+        "score": rows.scores,
+        "probs": rows.probabilities,
+        "mv": rows.model_versions,
+        "seg": rows.segments,
+    }
+
+
+def raw_worker_factory(
+    pg_url: str, warmup: Sequence[Batch], *, psycopg_lists: bool = False
+) -> WorkerFactory:
     def open_worker(index: int) -> tuple[Sender, Callable[[], None]]:
         conn = psycopg.connect(pg_url)
 
@@ -316,17 +331,23 @@ def raw_worker_factory(pg_url: str, warmup: Sequence[Batch]) -> WorkerFactory:
             # The service's own statement and parameters (app/ingestion/bulk.py: arrays
             # packed in binary, a column with one value on every row as a scalar),
             # packed here per batch as the service does.
-            arrays, params = bulk.pg_prediction_params(
-                bulk.PredictionRows(
-                    prediction_ids=batch.prediction_ids,
-                    ts_us=batch.ts_us,
-                    window_starts=batch.window_starts,
-                    scores=batch.scores,
-                    probabilities=[None] * len(batch),  # binary model
-                    model_versions=batch.model_versions,
-                    segments=batch.segments,
-                )
+            rows = bulk.PredictionRows(
+                prediction_ids=batch.prediction_ids,
+                ts_us=batch.ts_us,
+                window_starts=batch.window_starts,
+                scores=batch.scores,
+                probabilities=[None] * len(batch),  # binary model
+                model_versions=batch.model_versions,
+                segments=batch.segments,
             )
+            if psycopg_lists:  # --raw-psycopg-lists: psycopg dumps plain lists
+                arrays = bulk.pg_array_columns(rows)
+                params: dict[str, Any] = {
+                    k: column if k in arrays or k in ("pid", "ts", "ws") else column[0]
+                    for k, column in _columns(rows).items()
+                }
+            else:
+                arrays, params = bulk.pg_prediction_params(rows)
             params.update(model_id=model_id, received_us=time.time_ns() // 1000)
             with conn.cursor() as cur:
                 cur.execute(bulk.pg_insert_predictions_sql(arrays), params)
@@ -350,6 +371,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=20261120)
     p.add_argument("--database", default="lossmon_bench_ingest", help="scratch database name")
     p.add_argument("--quick", action="store_true", help="smoke run: 10,000 rows")
+    p.add_argument(
+        "--raw-psycopg-lists",
+        action="store_true",
+        help="raw phases pass plain lists for psycopg to dump, as the service did before "
+        "its own binary packing (to compare with figures measured that way)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.rows, args.repeats = 10_000, 1
@@ -415,7 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         db=db,
                         workers=workers,
                         batches=batches,
-                        open_worker=raw_worker_factory(db.pg_url, warmup),
+                        open_worker=raw_worker_factory(
+                            db.pg_url, warmup, psycopg_lists=args.raw_psycopg_lists
+                        ),
                         server_pid=None,
                     )
                     runs[name].append(res)

@@ -130,32 +130,43 @@ def _constant(column: Sequence[Any]) -> bool:
     return column.count(column[0]) == len(column)
 
 
-def pg_prediction_params(rows: PredictionRows) -> tuple[frozenset[str], dict[str, Any]]:
-    """(the columns sent as arrays, the parameters) for the statements above: arrays
-    packed in binary (pg_arrays.py), a column with one value on every row as a scalar."""
-    params: dict[str, Any] = {
-        "pid": pg_arrays.text_array(rows.prediction_ids),
-        "ts": pg_arrays.int8_array(rows.ts_us),
-        "ws": pg_arrays.int8_array(rows.window_starts),
-    }
-    arrays = []
-    columns: dict[str, list[Any]] = {
+def _varying_columns(rows: PredictionRows) -> dict[str, list[Any]]:
+    return {
         "score": rows.scores,
         "probs": rows.probabilities,
         "mv": rows.model_versions,
         "seg": rows.segments,
     }
-    for name, column in columns.items():
-        # Scores only when all NULL (a multiclass model): == would take -0.0 for 0.0.
-        if column and _constant(column) and (name != "score" or column[0] is None):
+
+
+def pg_array_columns(rows: PredictionRows) -> frozenset[str]:
+    """The varying columns that go as arrays; the others have one value on every row
+    and go as one scalar parameter (scores only when all NULL: == would take -0.0 for
+    0.0)."""
+    return frozenset(
+        name
+        for name, column in _varying_columns(rows).items()
+        if not (column and _constant(column) and (name != "score" or column[0] is None))
+    )
+
+
+def pg_prediction_params(rows: PredictionRows) -> tuple[frozenset[str], dict[str, Any]]:
+    """(pg_array_columns, the parameters) for the statements above, arrays packed in
+    binary (pg_arrays.py)."""
+    arrays = pg_array_columns(rows)
+    params: dict[str, Any] = {
+        "pid": pg_arrays.text_array(rows.prediction_ids),
+        "ts": pg_arrays.int8_array(rows.ts_us),
+        "ws": pg_arrays.int8_array(rows.window_starts),
+    }
+    for name, column in _varying_columns(rows).items():
+        if name not in arrays:
             params[name] = column[0]
         elif name == "score":
-            arrays.append(name)
             params[name] = pg_arrays.float8_array(column)
         else:
-            arrays.append(name)
             params[name] = pg_arrays.text_array(column)
-    return frozenset(arrays), params
+    return arrays, params
 
 
 def insert_predictions(
