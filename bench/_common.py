@@ -109,6 +109,42 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid` (every thread's list: a child belongs to the thread that
+    forked it)."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and all its live descendants.
+
+    `lossmon serve` with several workers is a supervisor whose uvicorn worker processes do
+    the work: the root process alone shows ~0 CPU. A worker that exited (and was
+    respawned) meanwhile takes its CPU time along, so compare snapshots of the same tree.
+    """
+    total = 0.0
+    todo = [pid]
+    seen: set[int] = set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += process_cpu_seconds(p)
+        todo += _children(p)
+    return total
+
+
 def postgres_cpu_seconds() -> float:
     """utime + stime summed over every running `postgres` process on this machine.
 

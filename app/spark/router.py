@@ -55,16 +55,17 @@ def get_spark_job(model_id: ModelId, session: ReadSessionDep, settings: Settings
     },
 )
 def put_spark_windows(
-    model_id: ModelId, body: SparkWindowsIn, session: SessionDep
+    model_id: ModelId, body: SparkWindowsIn, read_session: ReadSessionDep, session: SessionDep
 ) -> SparkWindowsOut:
     """Store a Spark run's window statistics as `source: spark` windows and slices,
     finalised by the same code as every other window. Replaces the model's spark windows
     starting in [start, end) (re-sending a run changes nothing), removes those of the
     range it no longer has, and flags the model's monitors, all in one transaction:
     a refused upload stores nothing."""
-    report = service.store_windows(
-        session=session, model_id=model_id, body=body, now=datetime.now(UTC)
+    prepared = service.prepare_windows(
+        session=read_session, model_id=model_id, body=body, now=datetime.now(UTC)
     )
+    report = service.store_prepared(session=session, model_id=model_id, prepared=prepared)
     return SparkWindowsOut(
         model_id=model_id, windows=report.windows, slices=report.slices, removed=report.removed
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -56,29 +57,61 @@ def job_parameters(
     )
 
 
-def store_windows(
+@dataclass(frozen=True)
+class Prepared:
+    """An upload validated and finalised, ready for the one write transaction."""
+
+    model: SparkModel
+    windows: list[dict[str, object]]
+    slices: list[dict[str, object]]
+    start: int | None
+    end: int | None
+
+
+def prepare_windows(
     *, session: Session, model_id: str, body: SparkWindowsIn, now: datetime
-) -> spark_store.StoreReport:
-    """Finalise and store an uploaded run. Raises NotFound (unknown model), Conflict
-    (the model changed since the run read it) or Invalid (a row the model cannot have);
-    then nothing is stored."""
-    # Locked against a concurrent DELETE of the model, as ingestion locks it.
-    model = registry_service.require_model(session=session, model_id=model_id, lock=True)
-    current = model_parameters(model)
-    if body.model != current:
-        raise Conflict(
-            f"model {model_id!r} changed since the Spark job read it (computed with "
-            f"{body.model.model_dump()}, now {current.model_dump()}); run the job again"
-        )
+) -> Prepared:
+    """Validate and finalise an upload on a read session: the write transaction (on
+    SQLite the database's one write lock) is then held only while storing. Raises
+    NotFound (unknown model), Conflict (the model changed since the run read it) or
+    Invalid (a row the model cannot have)."""
+    model = registry_service.require_model(session=session, model_id=model_id)
+    _unchanged(model_id, body.model, model)
     start = None if body.start is None else math.floor(body.start.timestamp())
     end = None if body.end is None else math.ceil(body.end.timestamp())
     if start is not None and end is not None and start >= end:
         raise Invalid([item_error(None, "end", "must be after start")])
     groups = list(_groups(body.rows, model=model, start=start, end=end))
     windows, slices = spark_store.finalise_groups(groups=groups, model=model, now=now)
+    return Prepared(body.model, windows, slices, start, end)
+
+
+def store_prepared(
+    *, session: Session, model_id: str, prepared: Prepared
+) -> spark_store.StoreReport:
+    """Store a prepared upload in one transaction (the caller's): the range's spark
+    windows replaced, its slices, the model's monitors flagged."""
+    # Locked against a concurrent DELETE of the model, as ingestion locks it; checked
+    # again, as it may have changed since it was read for prepare_windows.
+    model = registry_service.require_model(session=session, model_id=model_id, lock=True)
+    _unchanged(model_id, prepared.model, model)
     return spark_store.store(
-        session=session, model=model, windows=windows, slices=slices, start=start, end=end
+        session=session,
+        model=model,
+        windows=prepared.windows,
+        slices=prepared.slices,
+        start=prepared.start,
+        end=prepared.end,
     )
+
+
+def _unchanged(model_id: str, computed_with: SparkModel, model: MonitoredModel) -> None:
+    current = model_parameters(model)
+    if computed_with != current:
+        raise Conflict(
+            f"model {model_id!r} changed since the Spark job read it (computed with "
+            f"{computed_with.model_dump()}, now {current.model_dump()}); run the job again"
+        )
 
 
 def _groups(
@@ -126,7 +159,7 @@ def _groups(
             stats = finalise_sums(record)
         except (ArithmeticError, ValueError) as exc:
             raise bad("sums", f"the statistics do not finalise ({exc})") from exc
-        if not _finite(dataclasses.asdict(stats)):
+        if not _finite(stats):
             raise bad("sums", "the statistics finalise to infinite or NaN values")
         yield (
             spark_store.Group(
@@ -137,10 +170,11 @@ def _groups(
 
 
 def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a finalised window (its reliability bins too)."""
     if isinstance(value, float):
         return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
+    if isinstance(value, tuple | list):
         return all(_finite(v) for v in value)
+    if dataclasses.is_dataclass(value):
+        return all(_finite(getattr(value, f.name)) for f in dataclasses.fields(value))
     return True
