@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from app.json_types import NO_NUL, AsInt, Timestamp
 from app.metrics.calibration import DEFAULT_BINS
+from app.metrics.published import QUANTILE_FIELDS
 
 # JSON-faithful (app/json_types.py): numbers for numbers, true/false for booleans.
 # Counts fit the INTEGER columns.
@@ -22,6 +23,14 @@ Count = Annotated[StrictInt, Field(ge=0, le=2**31 - 1), AsInt]
 Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Bins = Annotated[list[Finite], Field(min_length=DEFAULT_BINS, max_length=DEFAULT_BINS)]
 PerClass = Annotated[list[Finite], Field(min_length=2, max_length=1000)]
+
+
+def _every_quantile(values: dict[str, float]) -> dict[str, float]:
+    """Exactly the published quantile fields (read from their one list, so a new
+    quantile needs no change here)."""
+    if set(values) != set(QUANTILE_FIELDS):
+        raise ValueError(f"needs exactly these keys: {', '.join(QUANTILE_FIELDS)}")
+    return values
 
 
 class SparkModel(BaseModel):
@@ -73,8 +82,9 @@ class SumsIn(BaseModel):
     bin_weight: Bins
     bin_predicted: Bins
     bin_outcome: Bins
-    quantiles: dict[Literal["log_loss_median", "log_loss_p90", "log_loss_p99"], Finite] | None = (
-        Field(default=None, description="all three, or null when no row is labeled")
+    quantiles: Annotated[dict[str, Finite], AfterValidator(_every_quantile)] | None = Field(
+        default=None,
+        description=f"{', '.join(QUANTILE_FIELDS)}: all of them, or null when no row is labeled",
     )
 
 

@@ -149,8 +149,6 @@ def _groups(
         for name in ("class_weight", "class_loss_sum"):
             if len(getattr(sums, name)) != k:
                 raise bad(f"sums.{name}", f"needs {k} values, one per class of the model")
-        if sums.quantiles is not None and len(sums.quantiles) != 3:
-            raise bad("sums.quantiles", "needs log_loss_median, log_loss_p90 and log_loss_p99")
         record = WindowSums.from_dict(sums.model_dump())
         # Statistics no run produces (a zero weight sum with labeled rows, sums near the
         # float limit) could finalise to an error or to infinities the history cannot

@@ -289,6 +289,12 @@ def test_rows_the_model_cannot_have_are_refused_by_row(
         (detail,) = _refused(client, body)
         assert (detail["index"], detail["field"]) == (index, f"rows.{field}"), detail
         assert message in detail["message"], detail
+    quantiles = example["rows"][0]["sums"]["quantiles"]
+    for wrong in ({k: v for k, v in list(quantiles.items())[1:]}, {**quantiles, "p42": 0.5}):
+        # (the example's two rows share one sums object: both are refused)
+        for detail in _refused(client, with_row(0, quantiles=wrong)):
+            assert detail["field"].endswith("sums.quantiles"), detail
+            assert "needs exactly these keys" in detail["message"], detail
     _refused(client, {**example, "start": example["end"]})
     _refused(client, {**example, "model": {**example["model"], "window_seconds": 60}}, 409)
     assert db.count("window_metrics") == 0
