@@ -9,9 +9,9 @@ after it became ready, restarted on a new port, and the load goes on.
 
 Sizes: SOAK_KILLS_PER_DB (default 50; or SOAK_KILLS for both databases together),
 SOAK_KILL_MAX_S (time bound per database, default max(150, 3 s per kill)),
-SOAK_MIN_KILLS_PER_DB (fewer kills than this within the time bound fails; default
-a fifth: restarts are slow on a loaded 2-core machine; losses must be 0 whatever the
-count), SOAK_SEED (random seed; printed).
+SOAK_MIN_KILLS_PER_DB (short of this at the time bound, the kills go on up to twice
+the bound, and fewer then fails; default a fifth: restarts are slow on a loaded 2-core
+machine; losses must be 0 whatever the count), SOAK_SEED (random seed; printed).
 """
 
 from __future__ import annotations
@@ -338,12 +338,16 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(
     rng = random.Random(seed)
     started = time.monotonic()
     deadline = started + MAX_S
+    # Short of MIN_KILLS at the deadline (each restart waits for a fresh server, whose
+    # start-up stretches on an overloaded machine: CI saw 9 in 150 s at load 8), go on
+    # killing until MIN_KILLS, up to twice the time: the figure that matters is 0 lost.
+    last_chance = started + 2 * MAX_S
     tally = Tally()
     stop = threading.Event()
     server = spawn_serve(db.url, tmp_path)
     target = {"url": server.url}
     clients = [
-        Client(f"c{i}", target, tally, stop, random.Random(rng.random()), deadline + 5)
+        Client(f"c{i}", target, tally, stop, random.Random(rng.random()), last_chance + 5)
         for i in range(2)
     ]
     threads = [threading.Thread(target=c.run, name=c.name, daemon=True) for c in clients]
@@ -354,7 +358,9 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(
         assert r.status_code == 200, r.text
         for t in threads:
             t.start()
-        while kills < KILLS and time.monotonic() < deadline:
+        while (kills < KILLS and time.monotonic() < deadline) or (
+            kills < MIN_KILLS and time.monotonic() < last_chance
+        ):
             time.sleep(rng.uniform(0.05, 0.6))
             if server.process.poll() is not None:  # died before we killed it
                 crashed.append(server.log_path.read_text()[-2000:])
@@ -386,7 +392,7 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(
     report(request, f"kill-{db.kind}", figures)
 
     assert not crashed, crashed[0]
-    assert kills >= MIN_KILLS, f"only {kills} kills in {MAX_S:.0f}s (SOAK_KILL_MAX_S)"
+    assert kills >= MIN_KILLS, f"only {kills} kills in {2 * MAX_S:.0f}s (2 x SOAK_KILL_MAX_S)"
     assert figures["batches_predictions_acked"] > kills, "too little load got through"
     assert figures["lost"] == 0, figures["examples"]
     assert figures["duplicated"] == 0
