@@ -17,7 +17,8 @@ only (JVM start-up excluded); peak RSS is the VmHWM of the child's JVM (in local
 the driver and the executors are that one JVM) plus that of the Python driver:
 
 - job:        app.spark.job.compute over the files: validate, dedup, join, window and
-              slice sums with exact quantiles, finalise, store into PostgreSQL.
+              slice sums with quantiles (histogram, within 0.5 %), finalise, store into
+              PostgreSQL.
 - reference:  the same files, predictions only: mean(−ln p) per window, no validation,
               no dedup, no join (target: job / reference <= 2.5).
 - pg:         --pg-rows predictions (default 2M: 20M rows through one PostgreSQL

@@ -59,12 +59,16 @@ class Predictions:
     segment_keys: list[str]  # key of canonical column s{i}
     n_classes: int  # 0 for binary
     validation: Validation
+    # The same canonical columns without the checks: for the small look-up job that
+    # lists files and slice values (aggregate.codes), which must not redo the checks.
+    unchecked: DataFrame
 
 
 @dataclass(frozen=True)
 class Actuals:
     frame: DataFrame
     validation: Validation
+    unchecked: DataFrame
 
 
 def load(spark: SparkSession, path: str, fmt: str) -> DataFrame:
@@ -226,6 +230,7 @@ def predictions(
         segment_keys=keys,
         n_classes=0 if classes is None else len(classes),
         validation=validation,
+        unchecked=raw.select(*out),
     )
 
 
@@ -291,12 +296,12 @@ def actuals(
     else:
         ts = F.lit(None).cast("long")
     observed, validation = _observe(raw, source, checks)
-    frame = observed.select(
+    out = [
         pid.alias("pid"),
         label.alias("label"),
         weight.alias("weight"),
         ts.alias("ts_us"),
         F.col("_metadata.file_path").alias("fpath"),
         F.monotonically_increasing_id().alias("rid"),
-    )
-    return Actuals(frame=frame, validation=validation)
+    ]
+    return Actuals(frame=observed.select(*out), validation=validation, unchecked=raw.select(*out))
