@@ -102,24 +102,19 @@ def codes(preds: Predictions, acts: Actuals) -> Codes:
     """One small job over the inputs (file paths and slice values only, no checks):
     the distinct file paths and slice values, brought to the driver."""
     spark = preds.unchecked.sparkSession
+    # Distinct combinations first (a hash aggregation over the scan, no per-row arrays),
+    # then each column's values.
+    dim_cols = ["fpath", "version", *(f"s{i}" for i in range(len(preds.segment_keys)))]
+    combos = preds.unchecked.select(*dim_cols).distinct()
     dims = [
-        F.struct(
-            F.lit("file").alias("kind"), F.lit("").alias("key"), F.col("fpath").alias("value")
-        ),
-        F.struct(
-            F.lit("version").alias("kind"), F.lit("").alias("key"), F.col("version").alias("value")
-        ),
-        *(
-            F.struct(
-                F.lit("segment").alias("kind"), F.lit(k).alias("key"), F.col(f"s{i}").alias("value")
-            )
-            for i, k in enumerate(preds.segment_keys)
-        ),
+        _dim("file", "", F.col("fpath"), "value"),
+        _dim("version", "", F.col("version"), "value"),
+        *(_dim("segment", k, F.col(f"s{i}"), "value") for i, k in enumerate(preds.segment_keys)),
     ]
-    listed = preds.unchecked.select(F.explode(F.array(*dims)).alias("d")).select("d.*")
+    listed = combos.select(F.explode(F.array(*dims)).alias("d")).select("d.*")
     label_files = acts.unchecked.select(
         F.lit("file").alias("kind"), F.lit("").alias("key"), F.col("fpath").alias("value")
-    )
+    ).distinct()
     distinct = listed.unionByName(label_files).where(F.col("value").isNotNull()).distinct()
     rows = distinct.select("*", F.xxhash64("value").alias("code")).collect()
     files = sorted(r["value"] for r in rows if r["kind"] == "file")
@@ -207,8 +202,12 @@ def per_prediction(preds: Predictions, acts: Actuals, spec: JobSpec, codes: Code
         "label",
         "weight",
     )
+    # Shuffled by id first, so that the whole aggregation runs after the shuffle: ids are
+    # nearly unique, and a map-side partial aggregation would only fill a hash map the
+    # size of the input (spilling and sorting it) to reduce nothing.
     best = (
         p.unionByName(a)
+        .repartition("pid")
         .groupBy("pid")
         .agg(
             F.min("pkey").alias("pkey"),
