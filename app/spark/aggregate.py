@@ -78,10 +78,15 @@ class Codes:
     hash-aggregate only fixed-width buffers, and a min/max over a struct holding text
     makes it sort every row by id instead."""
 
-    files: DataFrame  # fpath -> fidx, the file's rank in path order
+    pred_files: DataFrame  # fpath -> fidx (rank in path order), off (rows before it)
+    act_files: DataFrame
     values: DataFrame  # (kind, key, code, value): xxhash64 code of each slice value
     file_count: int
-    rid_bound: int  # every rid (monotonically_increasing_id) of the inputs is below it
+    rid_bound: int  # every rid of the inputs is below it
+    # Set when the ordering fits a long (see _order_key): the smallest timestamp in ms
+    # and the rows of the larger input.
+    min_ms: int | None
+    rows: int
 
 
 _TEXT_CODES = T.StructType(
@@ -98,29 +103,55 @@ def _dim(kind: str, key: str, value: Column, name: str) -> Column:
     return F.struct(F.lit(kind).alias("kind"), F.lit(key).alias("key"), value.alias(name))
 
 
-def codes(preds: Predictions, acts: Actuals) -> Codes:
-    """One small job over the inputs (file paths and slice values only, no checks):
-    the distinct file paths and slice values, brought to the driver."""
+def _file_stats() -> list[Column]:
+    ts = F.col("ts_us")
+    return [
+        F.count(F.lit(1)).alias("rows"),
+        F.min(ts).alias("lo"),
+        F.max(ts).alias("hi"),
+        F.max(F.when(ts % 1000 != 0, 1).otherwise(0)).alias("sub_ms"),
+        F.max("rid").alias("max_rid"),
+    ]
+
+
+def codes(preds: Predictions, acts: Actuals, *, rid_in_file: bool) -> Codes:
+    """One small job over the inputs (file paths, timestamps and slice values only, no
+    checks): the distinct file paths with their row counts and timestamp range, and the
+    distinct slice values, brought to the driver."""
     spark = preds.unchecked.sparkSession
-    # Distinct combinations first (a hash aggregation over the scan, no per-row arrays),
-    # then each column's values.
     dim_cols = ["fpath", "version", *(f"s{i}" for i in range(len(preds.segment_keys)))]
-    combos = preds.unchecked.select(*dim_cols).distinct()
+    # Distinct combinations first (a hash aggregation over the scan, no per-row arrays),
+    # then each column's values; file rows carry their statistics.
+    combos = preds.unchecked.groupBy(*dim_cols).agg(*_file_stats())
+    stats = ["rows", "lo", "hi", "sub_ms", "max_rid"]
     dims = [
-        _dim("file", "", F.col("fpath"), "value"),
+        _dim("pfile", "", F.col("fpath"), "value"),
         _dim("version", "", F.col("version"), "value"),
         *(_dim("segment", k, F.col(f"s{i}"), "value") for i, k in enumerate(preds.segment_keys)),
     ]
-    listed = combos.select(F.explode(F.array(*dims)).alias("d")).select("d.*")
-    label_files = acts.unchecked.select(
-        F.lit("file").alias("kind"), F.lit("").alias("key"), F.col("fpath").alias("value")
-    ).distinct()
-    distinct = listed.unionByName(label_files).where(F.col("value").isNotNull()).distinct()
-    rows = distinct.select("*", F.xxhash64("value").alias("code")).collect()
-    files = sorted(r["value"] for r in rows if r["kind"] == "file")
+    listed = combos.select(F.explode(F.array(*dims)).alias("d"), *stats).select("d.*", *stats)
+    label_files = acts.unchecked.groupBy("fpath").agg(*_file_stats())
+    label_files = label_files.select(
+        F.lit("afile").alias("kind"), F.lit("").alias("key"), F.col("fpath").alias("value"), *stats
+    )
+    merged = (
+        listed.unionByName(label_files)
+        .where(F.col("value").isNotNull())
+        .groupBy("kind", "key", "value")
+        .agg(
+            F.sum("rows").alias("rows"),
+            F.min("lo").alias("lo"),
+            F.max("hi").alias("hi"),
+            F.max("sub_ms").alias("sub_ms"),
+            F.max("max_rid").alias("max_rid"),
+        )
+    )
+    rows = merged.select("*", F.xxhash64("value").alias("code")).collect()
+    files = {k: {r["value"]: r for r in rows if r["kind"] == k} for k in ("pfile", "afile")}
+    ranks = {f: i for i, f in enumerate(sorted(set(files["pfile"]) | set(files["afile"])))}
     seen: dict[tuple[str, str, int], str] = {}
     for r in rows:
-        if r["kind"] == "file":
+        if r["kind"] in files:
             continue
         slot = (r["kind"], r["key"], r["code"])
         if seen.setdefault(slot, r["value"]) != r["value"]:
@@ -130,28 +161,59 @@ def codes(preds: Predictions, acts: Actuals) -> Codes:
                 "a hash code; rename one"
             )
     values = [(WINDOW, "", 0, ""), *((k, key, code, v) for (k, key, code), v in seen.items())]
-    partitions = max(preds.frame.rdd.getNumPartitions(), acts.frame.rdd.getNumPartitions())
+    file_rows = [r for side in files.values() for r in side.values()]
+    rid_bound = max((r["max_rid"] for r in file_rows if r["max_rid"] is not None), default=0) + 1
+    tables = {}
+    totals = []
+    for side, listing in files.items():
+        offset, table = 0, []
+        for f in sorted(listing):
+            table.append((f, ranks[f], offset))
+            offset += listing[f]["rows"]
+        totals.append(offset)
+        tables[side] = spark.createDataFrame(table, "fpath string, fidx long, off long")
+    # A long key (cheaper to aggregate than a decimal): timestamps in whole ms, rows
+    # numbered per input (offset of the file + index in the file), and (span + 2) × rows
+    # below 2^63.
+    stamped = [r for r in file_rows if r["lo"] is not None]
+    min_ms: int | None = None
+    if rid_in_file and stamped and not any(r["sub_ms"] for r in file_rows):
+        lo = min(r["lo"] for r in stamped) // 1000
+        hi = max(r["hi"] for r in stamped) // 1000
+        if (hi - lo + 2) * max(max(totals), 1) < 2**63:
+            min_ms = lo
     return Codes(
-        files=spark.createDataFrame(
-            [(f, i) for i, f in enumerate(files)], "fpath string, fidx long"
-        ),
+        pred_files=tables["pfile"],
+        act_files=tables["afile"],
         values=spark.createDataFrame(values, _TEXT_CODES),
-        file_count=max(len(files), 1),
-        # monotonically_increasing_id: partition index << 33 | row within the partition
-        rid_bound=max(partitions, 1) << 33,
+        file_count=max(len(ranks), 1),
+        rid_bound=rid_bound,
+        min_ms=min_ms,
+        rows=max(max(totals), 1),
     )
 
 
-def _order_key(ts: Column, codes: Codes) -> Column:
-    """(ts, file rank, rid) as one decimal(38,0) that orders like the tuple: a fixed-width
-    value Spark's min_by/max_by can hash-aggregate. |ts| < 2^58 µs (years 1-9999)."""
+def _order_key(codes: Codes, *, missing_first: bool = False) -> Column:
+    """(ts, input order) as one fixed-width value that orders like the pair, which
+    Spark's min_by/max_by can hash-aggregate. With `missing_first` a null ts sorts below
+    every other (an actual without a timestamp)."""
+    ts = F.col("ts_us")
+    if codes.min_ms is not None:
+        # Long: (ms since the inputs' first timestamp) × rows + row number in the input.
+        step = F.expr("ts_us div 1000") - F.lit(codes.min_ms) + F.lit(1 if missing_first else 0)
+        if missing_first:
+            step = F.coalesce(step, F.lit(0).cast("long"))
+        return step * F.lit(codes.rows) + (F.col("off") + F.col("rid"))
+    # Decimal(38,0): ts in µs (|ts| < 2^58 for years 1-9999) × positions + position.
     position = codes.file_count * codes.rid_bound  # (file rank, rid) as one long below it
     if position >= 2**63 or _TS_BOUND * position >= 10**38:
         raise ValueError(
-            f"{codes.file_count} input files x {codes.rid_bound >> 33} partitions: too many "
-            "for the dedup's ordering key; compact the input files"
+            f"{codes.file_count} input files x {codes.rid_bound} rows: too many for the "
+            "dedup's ordering key; compact the input files"
         )
     d = "decimal(38,0)"
+    if missing_first:
+        ts = F.coalesce(ts, F.lit(-_TS_BOUND))
     # One decimal multiply-add per row (decimal arithmetic is the costly part here).
     low = F.col("fidx") * F.lit(codes.rid_bound) + F.col("rid")
     return ts.cast(d) * F.lit(str(position)).cast(d) + low.cast(d)
@@ -179,26 +241,30 @@ def per_prediction(preds: Predictions, acts: Actuals, spec: JobSpec, codes: Code
         df = df.where(
             F.col("ts_us") < F.lit(_window_ceil(spec.end, spec.window_seconds) * 1_000_000)
         )
-    files = F.broadcast(codes.files)
     dims = ["version", *(f"s{i}" for i in range(len(preds.segment_keys)))]
     values = [c for c in df.columns if c not in ("pid", "ts_us", "fpath", "rid", *dims)]
     carried = ["ts_us", *values, *dims]
-    p = df.join(files, "fpath").select(
+    pkey = _order_key(codes)
+    p = df.join(F.broadcast(codes.pred_files), "fpath").select(
         "pid",
-        _order_key(F.col("ts_us"), codes).alias("pkey"),
+        pkey.alias("pkey"),
         "ts_us",
         *values,
         *(_code(F.col(c)).alias(c) for c in dims),
-        F.lit(None).cast("decimal(38,0)").alias("akey"),
+    )
+    key_type = p.schema["pkey"].dataType
+    p = p.select(
+        "*",
+        F.lit(None).cast(key_type).alias("akey"),
         F.lit(None).cast("double").alias("label"),
         F.lit(None).cast("double").alias("weight"),
     )
-    a = acts.frame.join(files, "fpath").select(
+    a = acts.frame.join(F.broadcast(codes.act_files), "fpath").select(
         "pid",
-        F.lit(None).cast("decimal(38,0)").alias("pkey"),
+        F.lit(None).cast(key_type).alias("pkey"),
         *(F.lit(None).cast(p.schema[c].dataType).alias(c) for c in carried),
         # An actual without a timestamp sorts below every one with.
-        _order_key(F.coalesce(F.col("ts_us"), F.lit(-_TS_BOUND)), codes).alias("akey"),
+        _order_key(codes, missing_first=True).cast(key_type).alias("akey"),
         "label",
         "weight",
     )
@@ -414,7 +480,7 @@ def _tag(groups: DataFrame, slots: DataFrame, by: list[str]) -> DataFrame:
 def sums(preds: Predictions, acts: Actuals, spec: JobSpec) -> DataFrame:
     """The aggregated sums, one row per (ws, kind, key, other, value)."""
     keys = preds.segment_keys
-    text = codes(preds, acts)
+    text = codes(preds, acts, rid_in_file=preds.rid_in_file and acts.rid_in_file)
     rows = scored(per_prediction(preds, acts, spec, text), spec)
     # Materialised once (a local checkpoint: executor memory, spilling to disk): several
     # branches below read it, and each branch prunes it differently, so without the
