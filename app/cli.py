@@ -6,12 +6,16 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from app import migrate
 from app.config import Settings, load_settings
+
+if TYPE_CHECKING:  # pyspark is an optional extra: imported only by `spark compute`
+    from app.spark import job as spark_job
+    from app.spark import remote as spark_remote
 
 
 def _env_help(*fields: str) -> str:
@@ -558,8 +562,16 @@ def spark_compute(
             "duplicate of an id still wins",
         ),
     ] = 86_400,
-    url: Annotated[str | None, typer.Option(help="not supported yet: use --database-url")] = None,
-    api_key: Annotated[str | None, typer.Option(help="with --url")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="store through a running lossmon's HTTP API (needs an admin key) "
+            "instead of its database"
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LOSSMON_API_KEY", help="admin key for --url")
+    ] = None,
     database_url: Annotated[
         str | None,
         typer.Option(help="lossmon's database (default: LOSSMON_DATABASE_URL)"),
@@ -573,15 +585,12 @@ def spark_compute(
     ] = None,
 ) -> None:
     """Compute the model's windows (and slices) in Spark from prediction and label logs,
-    and store them in lossmon as `source: spark` windows (replacing those of the range)."""
+    and store them in lossmon as `source: spark` windows (replacing those of the range),
+    through its HTTP API (--url, an admin key) or its database (--database-url)."""
     from app.spark import columns as columns_module
 
-    if url is not None or api_key is not None:
-        typer.echo(
-            "lossmon: spark compute cannot store through the HTTP API yet (--url/--api-key "
-            "are not implemented); pass --database-url (or set LOSSMON_DATABASE_URL)",
-            err=True,
-        )
+    if url is not None and database_url is not None:
+        typer.echo("lossmon: pass --url (with --api-key) or --database-url, not both", err=True)
         raise typer.Exit(2)
     if fmt not in ("parquet", "csv", "delta"):
         typer.echo("lossmon: --format must be parquet, csv or delta", err=True)
@@ -596,9 +605,10 @@ def spark_compute(
         os.environ["LOSSMON_DATABASE_URL"] = database_url
     settings = _settings()
     _logging(settings)
-    _ensure_schema(settings)
+    if url is None:  # with --url the server's database is none of ours
+        _ensure_schema(settings)
     try:
-        from app.spark import job, read, session
+        from app.spark import job, read, remote, session
     except ImportError as exc:
         typer.echo(
             f"lossmon: spark compute needs the spark extra ({exc}): pip install 'lossmon[spark]'",
@@ -615,6 +625,9 @@ def spark_compute(
         until=end,
         dedup_lookback=dedup_lookback,
     )
+    if url is not None:
+        _spark_compute_remote(inputs, remote.Target(url, api_key), fmt=fmt, master=master)
+        return
     from app.db import create_engine_for, make_sessionmaker, session_scope
 
     engine = create_engine_for(settings)
@@ -628,13 +641,7 @@ def spark_compute(
         raise typer.Exit(1) from exc
     if fmt == "delta" and not session.delta_available():
         engine.dispose()
-        typer.echo(
-            "lossmon: --format delta needs the optional delta-spark package "
-            "(pip install delta-spark, a release matching pyspark 4); parquet and csv "
-            "need only the spark extra",
-            err=True,
-        )
-        raise typer.Exit(2)
+        _no_delta()
     spark = session.build(master=master, delta=fmt == "delta")
     try:
         report = job.compute(
@@ -646,9 +653,51 @@ def spark_compute(
     finally:
         engine.dispose()
         spark.stop()
+    _spark_report(report, model)
+
+
+def _no_delta() -> NoReturn:
+    typer.echo(
+        "lossmon: --format delta needs the optional delta-spark package "
+        "(pip install delta-spark, a release matching pyspark 4); parquet and csv "
+        "need only the spark extra",
+        err=True,
+    )
+    raise typer.Exit(2)
+
+
+def _spark_compute_remote(
+    inputs: spark_job.Inputs, target: spark_remote.Target, *, fmt: str, master: str | None
+) -> None:
+    """`spark compute --url`: no database here; the server finalises and stores."""
+    from app.spark import job, read, remote, session
+
+    try:
+        # Before the JVM starts: a refused key or an unknown model needs no Spark.
+        plan = job.remote_plan(target, inputs.model_id)
+    except remote.RemoteError as exc:
+        typer.echo(f"lossmon: {exc}; nothing stored", err=True)
+        raise typer.Exit(1) from exc
+    if fmt == "delta" and not session.delta_available():
+        _no_delta()
+    spark = session.build(master=master, delta=fmt == "delta")
+    try:
+        report = job.compute_remote(spark, inputs=inputs, target=target, plan=plan)
+    except remote.OutcomeUnknown as exc:
+        typer.echo(f"lossmon: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except (read.SparkInputError, remote.RemoteError) as exc:
+        typer.echo(f"lossmon: {exc}; nothing stored", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        spark.stop()
+    _spark_report(report, inputs.model_id, where=f" at {target.url}")
+
+
+def _spark_report(report: Any, model: str, where: str = "") -> None:
     typer.echo(
         f"spark: stored {report.windows} windows and {report.slices} slices "
-        f"({report.removed} removed) for {model}; Spark {report.spark_seconds:.1f}s, "
+        f"({report.removed} removed) for {model}{where}; Spark {report.spark_seconds:.1f}s, "
         f"store {report.store_seconds:.1f}s"
     )
 

@@ -32,6 +32,7 @@ from app.registry import router as models_router
 from app.registry.cache import ModelCache
 from app.registry.hooks import RegistryHooks
 from app.retention import router as retention_router
+from app.spark import router as spark_router
 from app.windows import router as windows_router
 from app.windows import service as window_service
 
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     app.include_router(windows_router.router)
     app.include_router(alerting_router.router)
     app.include_router(compare_router.router)
+    app.include_router(spark_router.router)
     app.include_router(dashboard_router.router)
     app.mount(
         dashboard_router.STATIC_URL,

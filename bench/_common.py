@@ -12,11 +12,13 @@ import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import psycopg
 
 from app import devserver
@@ -107,6 +109,42 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid` (every thread's list: a child belongs to the thread that
+    forked it)."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and all its live descendants.
+
+    `lossmon serve` with several workers is a supervisor whose uvicorn worker processes do
+    the work: the root process alone shows ~0 CPU. A worker that exited (and was
+    respawned) meanwhile takes its CPU time along, so compare snapshots of the same tree.
+    """
+    total = 0.0
+    todo = [pid]
+    seen: set[int] = set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += process_cpu_seconds(p)
+        todo += _children(p)
+    return total
+
+
 def postgres_cpu_seconds() -> float:
     """utime + stime summed over every running `postgres` process on this machine.
 
@@ -190,3 +228,35 @@ def create_key(db: Database, workdir: Path, scope: str) -> str:
         check=True,
     )
     return out.stdout.strip().splitlines()[-1]
+
+
+# One column of a COPY: a value for every row (str, int or float; "\\N" is NULL), a
+# sequence or numpy array with one value per row, or a function (lo, hi) -> the values of
+# rows lo..hi (for columns too large to hold as Python objects, e.g. formatted ids).
+CopyColumn = str | int | float | Sequence[Any] | np.ndarray | Callable[[int, int], Sequence[Any]]
+COPY_CHUNK_ROWS = 200_000
+
+
+def copy_columns(
+    cur: psycopg.Cursor[Any], table: str, rows: int, columns: Mapping[str, CopyColumn]
+) -> None:
+    """COPY `rows` rows into `table` from column values, in chunks of text lines.
+
+    The loaders write millions of rows; formatting a chunk with str() per cell and one
+    join per line keeps it in C as far as Python allows (floats: str is repr, exact)."""
+    names = ", ".join(columns)
+    with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        for lo in range(0, rows, COPY_CHUNK_ROWS):
+            hi = min(lo + COPY_CHUNK_ROWS, rows)
+            cells = [_cells(column, lo, hi) for column in columns.values()]
+            copy.write("".join("\t".join(line) + "\n" for line in zip(*cells, strict=True)))
+
+
+def _cells(column: CopyColumn, lo: int, hi: int) -> Sequence[str]:
+    if isinstance(column, str | int | float):
+        return [str(column)] * (hi - lo)
+    if callable(column):
+        return list(map(str, column(lo, hi)))
+    if isinstance(column, np.ndarray):
+        return list(map(str, column[lo:hi].tolist()))
+    return list(map(str, column[lo:hi]))

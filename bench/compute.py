@@ -51,7 +51,6 @@ combination `?model_version=v2&segment=country:X`. Median and p90 reported.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -70,6 +69,7 @@ import psycopg
 from _common import (
     REPO_DIR,
     Database,
+    copy_columns,
     fresh_database,
     load_average,
     machine_info,
@@ -83,7 +83,6 @@ NAME = "compute"
 MODEL_ID = "bench"
 WINDOW_SECONDS = 3600
 BASE_EPOCH = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
-COPY_CHUNK_ROWS = 100_000
 
 # The segmented data sets: 3 versions x 2 segment keys x 20 values.
 VERSIONS = ("v1", "v2", "v3")
@@ -308,47 +307,39 @@ def load(
         versions, segments = [""] * rows, ["\\N"] * rows  # '' and NULL in COPY text
 
     with psycopg.connect(db.pg_url) as conn, conn.cursor() as cur:
-        with cur.copy(
-            "COPY predictions (model_id, prediction_id, ts_us, window_start, score, "
-            "model_version, segments, received_us) FROM STDIN"
-        ) as copy:
-            for lo in range(0, rows, COPY_CHUNK_ROWS):
-                hi = min(lo + COPY_CHUNK_ROWS, rows)
-                buf = io.StringIO()
-                buf.writelines(
-                    f"{MODEL_ID}\tp{i:09d}\t{t}\t{w}\t{s!r}\t{v}\t{g}\t{received_us}\n"
-                    for i, t, w, s, v, g in zip(
-                        range(lo, hi),
-                        ts_us[lo:hi].tolist(),
-                        window_start[lo:hi].tolist(),
-                        scores[lo:hi].tolist(),
-                        versions[lo:hi],
-                        segments[lo:hi],
-                        strict=True,
-                    )
-                )
-                copy.write(buf.getvalue())
+        copy_columns(
+            cur,
+            "predictions",
+            rows,
+            {
+                "model_id": MODEL_ID,
+                "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in range(lo, hi)],
+                "ts_us": ts_us,
+                "window_start": window_start,
+                "score": scores,
+                "model_version": versions,
+                "segments": segments,
+                "received_us": received_us,
+            },
+        )
         labeled_idx = np.flatnonzero(has_label)
-        with cur.copy(
-            # window_start: a matched actual stores its prediction's window (the
-            # compute pass reads actuals by it), as ingestion does.
-            "COPY actuals (model_id, prediction_id, label, weight, ts_us, received_us, "
-            "pending, window_start) FROM STDIN"
-        ) as copy:
-            for lo in range(0, labeled_idx.size, COPY_CHUNK_ROWS):
-                idx = labeled_idx[lo : lo + COPY_CHUNK_ROWS]
-                buf = io.StringIO()
-                buf.writelines(
-                    f"{MODEL_ID}\tp{i:09d}\t{y}\t1.0\t{t}\t{received_us}\tf\t{ws}\n"
-                    for i, y, t, ws in zip(
-                        idx.tolist(),
-                        labels[idx].tolist(),
-                        (ts_us[idx] + delay_us[idx]).tolist(),
-                        window_start[idx].tolist(),
-                        strict=True,
-                    )
-                )
-                copy.write(buf.getvalue())
+        copy_columns(
+            cur,
+            "actuals",
+            labeled_idx.size,
+            {
+                "model_id": MODEL_ID,
+                "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in labeled_idx[lo:hi].tolist()],
+                "label": labels[labeled_idx],
+                "weight": 1.0,
+                "ts_us": ts_us[labeled_idx] + delay_us[labeled_idx],
+                "received_us": received_us,
+                "pending": "f",
+                # A matched actual stores its prediction's window (the compute pass reads
+                # actuals by it), as ingestion does.
+                "window_start": window_start[labeled_idx],
+            },
+        )
         starts = sorted({int(w) for w in np.unique(window_start)})
         conn.commit()
     mark_dirty(db, starts)

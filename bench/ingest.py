@@ -11,9 +11,11 @@ truncated before timing):
 
 1. HTTP: N threads with one httpx.Client each POST prebuilt JSON bodies of B predictions
    to /v1/models/bench/predictions (batches handed out from a shared queue).
-2. raw, N connections: the same rows, same batches, same statement the service sends
-   (copied from app/ingestion/bulk.py), one transaction per batch, N threads with one
-   psycopg connection each. No HTTP, no validation, no dirty-window marking.
+2. raw, N connections: the same rows, same batches, the same INSERT ... unnest the
+   service sends with the same parameters (app/ingestion/bulk.py: pg_insert_predictions_sql
+   and pg_prediction_params, packed per batch inside the timed loop), one transaction
+   per batch, N threads with one psycopg connection each. No HTTP, no validation, no
+   model guard, no window change log.
 3. raw, 1 connection: the same, single-threaded.
 
 The three phases run `--repeats` times, interleaved (HTTP, raw N, raw 1, HTTP, ...), so
@@ -55,7 +57,7 @@ from _common import (
     percentile,
     postgres_cpu_seconds,
     print_table,
-    process_cpu_seconds,
+    process_tree_cpu_seconds,
     start_server,
     stop_server,
     write_results,
@@ -71,10 +73,6 @@ WINDOW_SECONDS = 3600
 BASE_EPOCH = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
 SEGMENTS = {"country": "DE"}
 
-# Verbatim from app/ingestion/bulk.py (insert_predictions, PostgreSQL branch).
-# The exact statement the service runs (no copy that could drift).
-RAW_INSERT_SQL = bulk.PG_INSERT_PREDICTIONS
-
 
 @dataclass(frozen=True)
 class Batch:
@@ -83,9 +81,9 @@ class Batch:
     prediction_ids: list[str]
     ts_us: list[int]
     window_starts: list[int]
-    scores: list[float]
+    scores: list[float | None]
     model_versions: list[str]
-    segments: list[str]
+    segments: list[str | None]
 
     def __len__(self) -> int:
         return len(self.prediction_ids)
@@ -103,7 +101,7 @@ def build_batches(*, rows: int, batch_size: int, hours: int, seed: int, prefix: 
         hi = min(lo + batch_size, rows)
         ids = [f"{prefix}{i:09d}" for i in range(lo, hi)]  # zero-padded: already sorted
         ts = [int(t) for t in ts_all[lo:hi]]
-        scores = [float(s) for s in scores_all[lo:hi]]
+        scores: list[float | None] = [float(s) for s in scores_all[lo:hi]]
         items = [
             {
                 "prediction_id": pid,
@@ -282,7 +280,7 @@ def _cpu_snapshot(server_pid: int | None) -> dict[str, float]:
         "postgres_all": postgres_cpu_seconds(),
     }
     if server_pid is not None:
-        snap["lossmon_server"] = process_cpu_seconds(server_pid)
+        snap["lossmon_server"] = process_tree_cpu_seconds(server_pid)
     return snap
 
 
@@ -310,26 +308,49 @@ def http_worker_factory(base_url: str, warmup: Sequence[Batch], key: str) -> Wor
     return open_worker
 
 
-def raw_worker_factory(pg_url: str, warmup: Sequence[Batch]) -> WorkerFactory:
+def _columns(rows: bulk.PredictionRows) -> dict[str, list[Any]]:
+    """Statement parameter -> column, for --raw-psycopg-lists."""
+    return {
+        "pid": rows.prediction_ids,
+        "ts": rows.ts_us,
+        "ws": rows.window_starts,
+        "score": rows.scores,
+        "probs": rows.probabilities,
+        "mv": rows.model_versions,
+        "seg": rows.segments,
+    }
+
+
+def raw_worker_factory(
+    pg_url: str, warmup: Sequence[Batch], *, psycopg_lists: bool = False
+) -> WorkerFactory:
     def open_worker(index: int) -> tuple[Sender, Callable[[], None]]:
         conn = psycopg.connect(pg_url)
 
         def insert(model_id: str, batch: Batch) -> int:
+            # The service's own statement and parameters (app/ingestion/bulk.py: arrays
+            # packed in binary, a column with one value on every row as a scalar),
+            # packed here per batch as the service does.
+            rows = bulk.PredictionRows(
+                prediction_ids=batch.prediction_ids,
+                ts_us=batch.ts_us,
+                window_starts=batch.window_starts,
+                scores=batch.scores,
+                probabilities=[None] * len(batch),  # binary model
+                model_versions=batch.model_versions,
+                segments=batch.segments,
+            )
+            if psycopg_lists:  # --raw-psycopg-lists: psycopg dumps plain lists
+                arrays = bulk.pg_array_columns(rows)
+                params: dict[str, Any] = {
+                    k: column if k in arrays or k in ("pid", "ts", "ws") else column[0]
+                    for k, column in _columns(rows).items()
+                }
+            else:
+                arrays, params = bulk.pg_prediction_params(rows)
+            params.update(model_id=model_id, received_us=time.time_ns() // 1000)
             with conn.cursor() as cur:
-                cur.execute(
-                    RAW_INSERT_SQL,
-                    (
-                        model_id,
-                        time.time_ns() // 1000,
-                        batch.prediction_ids,
-                        batch.ts_us,
-                        batch.window_starts,
-                        batch.scores,
-                        [None] * len(batch.scores),  # probabilities: binary model
-                        batch.model_versions,
-                        batch.segments,
-                    ),
-                )
+                cur.execute(bulk.pg_insert_predictions_sql(arrays), params)
                 count = len(cur.fetchall())
             conn.commit()
             return count
@@ -350,6 +371,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=20261120)
     p.add_argument("--database", default="lossmon_bench_ingest", help="scratch database name")
     p.add_argument("--quick", action="store_true", help="smoke run: 10,000 rows")
+    p.add_argument(
+        "--raw-psycopg-lists",
+        action="store_true",
+        help="raw phases pass plain lists for psycopg to dump, as the service did before "
+        "its own binary packing (to compare with figures measured that way)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.rows, args.repeats = 10_000, 1
@@ -415,7 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         db=db,
                         workers=workers,
                         batches=batches,
-                        open_worker=raw_worker_factory(db.pg_url, warmup),
+                        open_worker=raw_worker_factory(
+                            db.pg_url, warmup, psycopg_lists=args.raw_psycopg_lists
+                        ),
                         server_pid=None,
                     )
                     runs[name].append(res)

@@ -36,7 +36,6 @@ cost / reference ratios); retention of 5M rows < 10 s with reads and ingest answ
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import subprocess
 import sys
@@ -55,6 +54,7 @@ import psycopg
 from _common import (
     REPO_DIR,
     Database,
+    copy_columns,
     fresh_database,
     load_average,
     machine_info,
@@ -76,7 +76,6 @@ MEASURED_ROUNDS = 3
 # noise (a single fresh late pass once read 1.8x slower at 10M than at 1M, then 1.3x).
 FRESH_REPEATS = 3
 RETENTION_TARGET_ROWS = 5_000_000
-COPY_CHUNK = 200_000
 SEED = 13
 
 
@@ -112,43 +111,36 @@ def load(db: Database, *, rows: int, base: int) -> dict[str, Any]:
     labels = (rng.random(rows) < scores).astype(np.int64)
     received = int(time.time() * 1e6)
     with psycopg.connect(db.pg_url) as conn, conn.cursor() as cur:
-        with cur.copy(
-            "COPY predictions (model_id, prediction_id, ts_us, window_start, score, "
-            "model_version, received_us) FROM STDIN"
-        ) as copy:
-            for lo in range(0, rows, COPY_CHUNK):
-                hi = min(lo + COPY_CHUNK, rows)
-                buf = io.StringIO()
-                buf.writelines(
-                    f"{MODEL_ID}\tp{i:09d}\t{t}\t{w}\t{s!r}\t\t{received}\n"
-                    for i, t, w, s in zip(
-                        range(lo, hi),
-                        ts_us[lo:hi].tolist(),
-                        window_start[lo:hi].tolist(),
-                        scores[lo:hi].tolist(),
-                        strict=True,
-                    )
-                )
-                copy.write(buf.getvalue())
+        copy_columns(
+            cur,
+            "predictions",
+            rows,
+            {
+                "model_id": MODEL_ID,
+                "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in range(lo, hi)],
+                "ts_us": ts_us,
+                "window_start": window_start,
+                "score": scores,
+                "model_version": "",
+                "received_us": received,
+            },
+        )
         labeled_idx = np.flatnonzero(has_label)
-        with cur.copy(
-            "COPY actuals (model_id, prediction_id, label, weight, ts_us, received_us, "
-            "pending, window_start) FROM STDIN"
-        ) as copy:
-            for lo in range(0, labeled_idx.size, COPY_CHUNK):
-                idx = labeled_idx[lo : lo + COPY_CHUNK]
-                buf = io.StringIO()
-                buf.writelines(
-                    f"{MODEL_ID}\tp{i:09d}\t{y}\t1.0\t{t}\t{received}\tf\t{w}\n"
-                    for i, y, t, w in zip(
-                        idx.tolist(),
-                        labels[idx].tolist(),
-                        (ts_us[idx] + 3_600_000_000).tolist(),
-                        window_start[idx].tolist(),
-                        strict=True,
-                    )
-                )
-                copy.write(buf.getvalue())
+        copy_columns(
+            cur,
+            "actuals",
+            labeled_idx.size,
+            {
+                "model_id": MODEL_ID,
+                "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in labeled_idx[lo:hi].tolist()],
+                "label": labels[labeled_idx],
+                "weight": 1.0,
+                "ts_us": ts_us[labeled_idx] + 3_600_000_000,
+                "received_us": received,
+                "pending": "f",
+                "window_start": window_start[labeled_idx],
+            },
+        )
         cur.executemany(
             "INSERT INTO dirty_windows (model_id, window_start, generation) VALUES (%s, %s, 1)",
             [(MODEL_ID, base + k * HOUR) for k in range(windows)],

@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.errors import ApiError
+from app.api.rate_limit import RateLimiter
 from app.api.write_gate import WriteGate, write_slot
 from app.auth import service as auth_service
 from app.auth.cache import KeyCache, KeyInfo
@@ -167,9 +168,13 @@ def require_scope(scope: auth_service.Scope) -> Any:
         if not auth_service.allows(key.scope, scope):
             raise ApiError(403, f"this API key has scope {key.scope!r}; this call needs {scope!r}")
         request.state.api_key_id = key.id
-        limiter = request.app.state.rate_limiter
+        limiter: RateLimiter | None = request.app.state.rate_limiter
         if limiter is not None:
-            wait = limiter.retry_after(key.id)
+            wait = (
+                await run_in_threadpool(limiter.retry_after, key.id)
+                if limiter.blocking
+                else limiter.retry_after(key.id)
+            )
             if wait is not None:
                 raise ApiError(
                     429,

@@ -153,6 +153,46 @@ _ACTUALS = {
     ]
 }
 
+# README's CTR window as the Spark job uploads it: the window's mergeable statistics
+# (app/metrics/window_stats.py), which the server finalises into _WINDOW's fields.
+_SPARK_MODEL = {"task": "binary", "window_seconds": 3600, "clip_eps": 1e-15, "classes": None}
+_SPARK_SUMS = {
+    "task": "binary",
+    "predictions": 10,
+    "entropy_sum": 4.21571,
+    "labeled": 10,
+    "weight_sum": 10.0,
+    "weight_sq_sum": 10.0,
+    "loss_sum": 1.68684,
+    "loss_shift": 0.0,
+    "loss_w2_sum": 1.68684,
+    "loss_sq_w2_sum": 0.31358,
+    "correct_weight": 10.0,
+    "class_weight": [9.0, 1.0],
+    "class_loss_sum": [1.4637, 0.22314],
+    "bin_count": [0, 6, 3, 0, 0, 0, 0, 0, 1, 0],
+    "bin_weight": [0.0, 6.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+    "bin_predicted": [0.0, 0.72, 0.62, 0.0, 0.0, 0.0, 0.0, 0.0, 0.8, 0.0],
+    "bin_outcome": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+    "quantiles": {"log_loss_median": 0.16252, "log_loss_p90": 0.22314, "log_loss_p99": 0.24846},
+}
+_SPARK_WINDOWS = {
+    "model": _SPARK_MODEL,
+    "start": "2026-11-20T10:00:00Z",
+    "end": "2026-11-20T11:00:00Z",
+    "rows": [
+        {"window_start": 1795168800, "kind": "window", "sums": _SPARK_SUMS},
+        {
+            "window_start": 1795168800,
+            "kind": "segment",
+            "key": "country",
+            "other": False,
+            "value": "de",
+            "sums": _SPARK_SUMS,
+        },
+    ],
+}
+
 # (method, path) -> {"request": body example or absent, "response": (status, example)}
 EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/healthz"): {"response": ("200", {"status": "ok"})},
@@ -226,6 +266,22 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("delete", "/v1/models/{model_id}/monitors/{monitor_id}"): {"response": ("204", None)},
     ("get", "/v1/alerts"): {"response": ("200", {"alerts": [_ALERT]})},
     ("get", "/v1/alerts/{alert_id}"): {"response": ("200", {**_ALERT, "deliveries": [_DELIVERY]})},
+    ("get", "/v1/models/{model_id}/spark-job"): {
+        "response": (
+            "200",
+            {
+                "model_id": "ctr",
+                "model": _SPARK_MODEL,
+                "pinned": [{"kind": "segment", "key": "country", "value": "de"}],
+                "slice_top_n": 20,
+                "max_body_bytes": 16777216,
+            },
+        )
+    },
+    ("put", "/v1/models/{model_id}/spark-windows"): {
+        "request": _SPARK_WINDOWS,
+        "response": ("200", {"model_id": "ctr", "windows": 1, "slices": 1, "removed": 0}),
+    },
     ("get", "/v1/compare"): {
         "response": (
             "200",

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
@@ -27,6 +27,10 @@ from app.config import Settings
 
 
 class RateLimiter(Protocol):
+    # True when retry_after does network I/O (a shared storage): the caller then runs it
+    # off the event loop, where a slow Redis would stall every request, /healthz included.
+    blocking: ClassVar[bool]
+
     def retry_after(self, key_id: str) -> int | None:
         """Count one request for key_id; None if allowed, else seconds to wait."""
 
@@ -35,6 +39,7 @@ class RateLimiter(Protocol):
 class KeyRateLimiter:
     """`limits` with a (shared) storage."""
 
+    blocking: ClassVar[bool] = True  # a round trip to the storage per hit
     limiter: MovingWindowRateLimiter
     items: list[RateLimitItem]
 
@@ -62,6 +67,7 @@ class InProcessRateLimiter:
     A hit is recorded only when every limit lets it through (a refused request costs
     no budget)."""
 
+    blocking: ClassVar[bool] = False  # microseconds, in memory
     items: list[RateLimitItem]
     clock: Callable[[], float] = time.monotonic
     _hits: dict[tuple[str, int], deque[float]] = field(default_factory=dict)

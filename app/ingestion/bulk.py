@@ -1,7 +1,8 @@
 """Dialect-specific bulk statements for the ingest path.
 
-Array parameters go as %b (binary): psycopg then skips per-element text quoting, which
-cost more than the INSERT itself (bench/ingest.py).
+Array parameters go as %b (binary), packed by pg_arrays.py: psycopg's text quoting
+per element cost more than the INSERT itself, and its binary dumping of lists still ~26%
+of the server's CPU (bench/ingest.py).
 
 Why hand-written SQL: SQLAlchemy's executemany/insertmanyvalues builds a multi-VALUES
 statement per page of rows; PostgreSQL's `INSERT ... SELECT FROM unnest(arrays)` sends
@@ -12,6 +13,7 @@ doubles exactly (a JSON round trip through SQLite's parser might not).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,20 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import is_postgres
+from app.ingestion import pg_arrays
 from app.registry.models import MonitoredModel
 from app.windows import dirty
-
-# Parameters: model_id, received_us, then one array per column (bench/ingest.py runs
-# this same statement through psycopg as its reference).
-PG_INSERT_PREDICTIONS = """
-INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
-                         probabilities, model_version, segments, received_us)
-SELECT %s, u.pid, u.ts, u.ws, u.score, u.probs::json, u.mv, u.seg::json, %s
-FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::float8[], %b::text[],
-            %b::text[], %b::text[]) AS u(pid, ts, ws, score, probs, mv, seg)
-ON CONFLICT (model_id, prediction_id) DO NOTHING
-RETURNING window_start
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,22 +56,64 @@ def _cursor(session: Session) -> Any:
     return session.connection().connection.cursor()
 
 
+# Columns that are often one value for the whole batch (a producer logs one model
+# version and segment set per batch; a binary model sends no probabilities, a multiclass
+# one no score). Such a column goes as ONE scalar parameter instead of an array of
+# copies: nothing to pack per row on our side, one array less for PostgreSQL to unnest.
+# name -> (SQL element type, cast applied to the stored value)
+_VARYING: dict[str, tuple[str, str]] = {
+    "score": ("float8", ""),
+    "probs": ("text", "::json"),
+    "mv": ("text", ""),
+    "seg": ("text", "::json"),
+}
+
+
+def _pg_unnest(arrays: frozenset[str]) -> tuple[str, str]:
+    """(select list of the row values, FROM unnest(...) AS u(...)) for the given array
+    columns; the other varying columns are scalar parameters of the same name."""
+    names = ["pid", "ts", "ws"] + [c for c in _VARYING if c in arrays]
+    types = ["text", "bigint", "bigint"] + [_VARYING[c][0] for c in _VARYING if c in arrays]
+    values = ["u.pid", "u.ts", "u.ws"] + [
+        f"u.{c}{cast}" if c in arrays else f"%({c})s::{typ}{cast}"
+        for c, (typ, cast) in _VARYING.items()
+    ]
+    unnest = ", ".join(f"%({n})b::{t}[]" for n, t in zip(names, types, strict=True))
+    return ", ".join(values), f"unnest({unnest}) AS u({', '.join(names)})"
+
+
+@functools.cache
+def pg_insert_predictions_sql(arrays: frozenset[str]) -> str:
+    """The bare insert (bench/ingest.py runs it through psycopg as its reference, with
+    the parameters of `pg_prediction_params`). Parameters: those, plus model_id and
+    received_us."""
+    values, source = _pg_unnest(arrays)
+    return f"""
+INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
+                         probabilities, model_version, segments, received_us)
+SELECT %(model_id)s, {values}, %(received_us)s
+FROM {source}
+ON CONFLICT (model_id, prediction_id) DO NOTHING
+RETURNING window_start
+"""
+
+
 # What the service runs on PostgreSQL: the insert above, guarded by the model version the
 # caller validated against, plus the window change log, in one statement (one round
 # trip). `FOR KEY SHARE` re-reads the model row at its newest version and waits for a
 # concurrent PUT holding it: a model changed meanwhile inserts nothing (model_current
 # false) instead of storing rows of the old shape.
-PG_INGEST_PREDICTIONS = """
+@functools.cache
+def pg_ingest_predictions_sql(arrays: frozenset[str]) -> str:
+    values, source = _pg_unnest(arrays)
+    return f"""
 WITH guard AS (
     SELECT 1 FROM models WHERE id = %(model_id)s AND updated_at = %(version)s FOR KEY SHARE
 ), ins AS (
     INSERT INTO predictions (model_id, prediction_id, ts_us, window_start, score,
                              probabilities, model_version, segments, received_us)
-    SELECT %(model_id)s, u.pid, u.ts, u.ws, u.score, u.probs::json, u.mv, u.seg::json,
-           %(received_us)s
-    FROM unnest(%(pid)b::text[], %(ts)b::bigint[], %(ws)b::bigint[], %(score)b::float8[],
-                %(probs)b::text[], %(mv)b::text[], %(seg)b::text[])
-         AS u(pid, ts, ws, score, probs, mv, seg)
+    SELECT %(model_id)s, {values}, %(received_us)s
+    FROM {source}
     WHERE EXISTS (SELECT 1 FROM guard)
     ON CONFLICT (model_id, prediction_id) DO NOTHING
     RETURNING window_start
@@ -90,6 +123,50 @@ WITH guard AS (
 )
 SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM guard)
 """
+
+
+def _constant(column: Sequence[Any]) -> bool:
+    # list.count compares in C (identity first): ~10 us for 1,000 equal strings.
+    return column.count(column[0]) == len(column)
+
+
+def _varying_columns(rows: PredictionRows) -> dict[str, list[Any]]:
+    return {
+        "score": rows.scores,
+        "probs": rows.probabilities,
+        "mv": rows.model_versions,
+        "seg": rows.segments,
+    }
+
+
+def pg_array_columns(rows: PredictionRows) -> frozenset[str]:
+    """The varying columns that go as arrays; the others have one value on every row
+    and go as one scalar parameter (scores only when all NULL: == would take -0.0 for
+    0.0)."""
+    return frozenset(
+        name
+        for name, column in _varying_columns(rows).items()
+        if not (column and _constant(column) and (name != "score" or column[0] is None))
+    )
+
+
+def pg_prediction_params(rows: PredictionRows) -> tuple[frozenset[str], dict[str, Any]]:
+    """(pg_array_columns, the parameters) for the statements above, arrays packed in
+    binary (pg_arrays.py)."""
+    arrays = pg_array_columns(rows)
+    params: dict[str, Any] = {
+        "pid": pg_arrays.text_array(rows.prediction_ids),
+        "ts": pg_arrays.int8_array(rows.ts_us),
+        "ws": pg_arrays.int8_array(rows.window_starts),
+    }
+    for name, column in _varying_columns(rows).items():
+        if name not in arrays:
+            params[name] = column[0]
+        elif name == "score":
+            params[name] = pg_arrays.float8_array(column)
+        else:
+            params[name] = pg_arrays.text_array(column)
+    return arrays, params
 
 
 def insert_predictions(
@@ -107,23 +184,11 @@ def insert_predictions(
     On PostgreSQL this is ONE statement, and the API runs it in autocommit (app/db.py
     make_statement_sessionmaker): keep it one statement, or its parts stop being atomic."""
     if is_postgres(session):
+        arrays, params = pg_prediction_params(rows)
+        params.update(model_id=model_id, version=model_version, received_us=received_us)
         cur = _cursor(session)
         try:
-            cur.execute(
-                PG_INGEST_PREDICTIONS,
-                {
-                    "model_id": model_id,
-                    "version": model_version,
-                    "received_us": received_us,
-                    "pid": rows.prediction_ids,
-                    "ts": rows.ts_us,
-                    "ws": rows.window_starts,
-                    "score": rows.scores,
-                    "probs": rows.probabilities,
-                    "mv": rows.model_versions,
-                    "seg": rows.segments,
-                },
-            )
+            cur.execute(pg_ingest_predictions_sql(arrays), params)
             inserted, current = cur.fetchone()
         finally:
             cur.close()

@@ -37,7 +37,10 @@ _Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 _Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class PredictionRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+# gc=False: a batch is 1,000+ of these, and they hold no reference cycles (strings,
+# floats, datetimes, plain dicts of str); untracked, they do not trigger or lengthen
+# the collector's passes (decoding a 1,000-row batch: 0.89 vs 1.09 ms, one run).
+class PredictionRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     """schemas.PredictionIn's fields, as the service reads them."""
 
     prediction_id: _PredictionId

@@ -6,6 +6,7 @@ so they live in the service and report errors in the same index/field/message fo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Protocol
 
@@ -192,3 +193,9 @@ _MICROSECOND = timedelta(microseconds=1)
 def as_utc_micros(ts: datetime) -> int:
     """Exact epoch microseconds (float timestamp() would round)."""
     return (ts - _EPOCH) // _MICROSECOND
+
+
+def utc_micros_each(timestamps: Iterable[datetime | None]) -> list[int | None]:
+    """as_utc_micros of each (None stays None), without a function call per row: a
+    1,000-row batch spent ~3% of the server's CPU in those calls (py-spy)."""
+    return [None if t is None else (t - _EPOCH) // _MICROSECOND for t in timestamps]

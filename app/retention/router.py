@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from app.api import responses
-from app.api.deps import Read, SessionDep
+from app.api.deps import Read, ReadSessionDep
 from app.registry import service as model_service
 from app.registry.router import ModelId
 from app.retention import service
@@ -27,7 +27,7 @@ class StorageOut(BaseModel):
     dependencies=[Read],
     responses=responses.NOT_FOUND,
 )
-def get_storage(model_id: ModelId, session: SessionDep) -> StorageOut:
+def get_storage(model_id: ModelId, session: ReadSessionDep) -> StorageOut:
     """Raw rows a model keeps (the dashboard's "rows kept"; also lossmon_rows_kept)."""
     model = model_service.require_model(session=session, model_id=model_id)
     predictions, actuals = service.rows_kept(session, model_id=model.id)[model.id]

@@ -1,18 +1,21 @@
 """`lossmon spark compute`: read the model from lossmon, aggregate in Spark, finalise and
-store. Nothing is stored unless every step before the store succeeded."""
+store, through the database URL (`compute`) or the HTTP API (`compute_remote`). Nothing
+is stored unless every step before the store succeeded."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.alerting import watched
 from app.db import session_scope
 from app.registry.models import MonitoredModel
-from app.spark import aggregate, read
+from app.spark import aggregate, read, remote
 from app.spark import store as spark_store
 from app.spark.columns import ColumnMap
 
@@ -62,14 +65,34 @@ def _model(session: Session, model_id: str) -> MonitoredModel:
     return model
 
 
+@dataclass(frozen=True)
+class ModelParams:
+    """What the job computes with of the model (either route reads it before Spark
+    starts, and refuses to store if it changed meanwhile)."""
+
+    task: str
+    window_seconds: int
+    clip_eps: float
+    classes: list[str] | None
+
+    @classmethod
+    def of(cls, model: MonitoredModel) -> ModelParams:
+        classes = list(model.classes) if model.classes is not None else None
+        return cls(model.task, model.window_seconds, model.clip_eps, classes)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes or []) if self.task == "multiclass" else 0
+
+
 def spec_for(
-    model: MonitoredModel, *, inputs: Inputs, top_n: int, pinned: set[tuple[str, str, str]]
+    model: ModelParams, *, inputs: Inputs, top_n: int, pinned: set[tuple[str, str, str]]
 ) -> aggregate.JobSpec:
     size = model.window_seconds
     return aggregate.JobSpec(
         window_seconds=size,
         clip_eps=model.clip_eps,
-        n_classes=len(model.classes or []) if model.task == "multiclass" else 0,
+        n_classes=model.n_classes,
         top_n=top_n,
         pinned=sorted(pinned),
         start=None if inputs.since is None else inputs.since // size * size,
@@ -78,25 +101,14 @@ def spec_for(
     )
 
 
-def compute(
-    spark: object,
-    *,
-    inputs: Inputs,
-    factory: sessionmaker[Session],
-    top_n: int,
-    clock: type[datetime] = datetime,
-) -> RunReport:
-    """Run the job on `spark` (a SparkSession) and store its windows."""
+def _aggregate(
+    spark: object, *, inputs: Inputs, model: ModelParams, spec: aggregate.JobSpec
+) -> list[dict[str, Any]]:
+    """Spark's rows of sums, one per window and slice, after the input checks passed."""
     from pyspark.sql import SparkSession
 
     assert isinstance(spark, SparkSession)
-    with session_scope(factory) as session:
-        model = _model(session, inputs.model_id)
-        classes = list(model.classes) if model.task == "multiclass" and model.classes else None
-        pinned = watched.pinned_slices(session=session, model_id=model.id)
-        spec = spec_for(model, inputs=inputs, top_n=top_n, pinned=pinned)
-        session.expunge(model)
-    started = time.perf_counter()
+    classes = model.classes if model.n_classes else None
     preds = read.predictions(
         read.load(spark, inputs.predictions, inputs.fmt), columns=inputs.columns, classes=classes
     )
@@ -107,16 +119,32 @@ def compute(
     # The input checks were observed during that job's scans: refuse before storing.
     read.enforce(preds.validation)
     read.enforce(acts.validation)
+    return rows
+
+
+def compute(
+    spark: object,
+    *,
+    inputs: Inputs,
+    factory: sessionmaker[Session],
+    top_n: int,
+    clock: type[datetime] = datetime,
+) -> RunReport:
+    """Run the job on `spark` (a SparkSession) and store its windows in the database."""
+    with session_scope(factory) as session:
+        model = _model(session, inputs.model_id)
+        params = ModelParams.of(model)
+        pinned = watched.pinned_slices(session=session, model_id=model.id)
+        session.expunge(model)
+    spec = spec_for(params, inputs=inputs, top_n=top_n, pinned=pinned)
+    started = time.perf_counter()
+    rows = _aggregate(spark, inputs=inputs, model=params, spec=spec)
     spark_seconds = time.perf_counter() - started
     windows, slices = spark_store.finalise(rows=rows, model=model, now=clock.now(UTC))
     started = time.perf_counter()
     with session_scope(factory) as session:
         current = _model(session, inputs.model_id)  # deleted meanwhile: store nothing
-        if (current.window_seconds, current.clip_eps, current.classes) != (
-            model.window_seconds,
-            model.clip_eps,
-            model.classes,
-        ):
+        if ModelParams.of(current) != params:
             raise ModelChanged(f"model {model.id!r} changed during the run; run it again")
         report = spark_store.store(
             session=session,
@@ -134,3 +162,70 @@ def compute(
         spark_seconds=spark_seconds,
         store_seconds=time.perf_counter() - started,
     )
+
+
+@dataclass(frozen=True)
+class RemotePlan:
+    """What GET .../spark-job told the run (read before Spark starts, so an unknown
+    model or a refused key costs no JVM)."""
+
+    model: ModelParams
+    pinned: set[tuple[str, str, str]]
+    top_n: int
+    max_body_bytes: int
+
+
+def remote_plan(target: remote.Target, model_id: str) -> RemotePlan:
+    job = remote.job_parameters(target, model_id)
+    m = job["model"]
+    return RemotePlan(
+        model=ModelParams(m["task"], m["window_seconds"], m["clip_eps"], m["classes"]),
+        pinned={(p["kind"], p["key"], p["value"]) for p in job["pinned"]},
+        top_n=job["slice_top_n"],
+        max_body_bytes=job["max_body_bytes"],
+    )
+
+
+def compute_remote(
+    spark: object, *, inputs: Inputs, target: remote.Target, plan: RemotePlan | None = None
+) -> RunReport:
+    """The same run through lossmon's HTTP API (an admin key): the parameters come from
+    GET .../spark-job, the statistics go up in one PUT .../spark-windows, where the
+    server finalises and stores them with the code `compute` uses. The upload repeats
+    the model's parameters: if they changed meanwhile the server refuses it (409)."""
+    plan = plan or remote_plan(target, inputs.model_id)
+    params = plan.model
+    spec = spec_for(params, inputs=inputs, top_n=plan.top_n, pinned=plan.pinned)
+    started = time.perf_counter()
+    rows = _aggregate(spark, inputs=inputs, model=params, spec=spec)
+    spark_seconds = time.perf_counter() - started
+    body = {
+        "model": dataclasses.asdict(params),
+        "start": None if spec.start is None else _rfc3339(spec.start),
+        "end": None if spec.end is None else _rfc3339(spec.end),
+        "rows": [
+            {
+                "window_start": group.window_start,
+                "kind": group.kind,
+                "key": group.key,
+                "other": group.other,
+                "value": group.value,
+                "sums": remote.sums_body(sums),
+            }
+            for group, sums in spark_store.groups_of(rows, params.n_classes)
+        ],
+    }
+    started = time.perf_counter()
+    stored = remote.upload(target, inputs.model_id, body, limit=plan.max_body_bytes)
+    return RunReport(
+        windows=stored["windows"],
+        slices=stored["slices"],
+        removed=stored["removed"],
+        groups=len(rows),
+        spark_seconds=spark_seconds,
+        store_seconds=time.perf_counter() - started,
+    )
+
+
+def _rfc3339(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")

@@ -17,8 +17,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.alerting import service as alerting_service
+from app.metrics.window_stats import WindowSums
+from app.metrics.window_stats import finalise as finalise_sums
 from app.registry.models import MonitoredModel
-from app.spark.finalise import window_stats
+from app.spark.finalise import window_sums
 from app.windows import service as window_service
 from app.windows import slice_store
 from app.windows.models import SPARK, WindowMetric
@@ -36,32 +38,72 @@ class StoreReport:
     removed: int
 
 
-def finalise(
-    *, rows: Sequence[Mapping[str, Any]], model: MonitoredModel, now: datetime
+@dataclass(frozen=True)
+class Group:
+    """Which window or slice a row of statistics is: `kind` WINDOW for the whole window,
+    else a slice (SliceMetric's kind, key, other, value)."""
+
+    window_start: int
+    kind: str = WINDOW
+    key: str = ""
+    other: bool = False
+    value: str = ""
+
+
+def n_classes_of(model: MonitoredModel) -> int:
+    """0 = binary, as the Spark job and finalise.window_sums count classes."""
+    return len(model.classes or []) if model.task == "multiclass" else 0
+
+
+def groups_of(rows: Sequence[Mapping[str, Any]], n_classes: int) -> list[tuple[Group, WindowSums]]:
+    """Spark's collected rows as (group, mergeable statistics)."""
+    return [
+        (
+            Group(
+                window_start=int(row["ws"]),
+                kind=str(row["kind"]),
+                key=str(row["key"]),
+                other=bool(row["other"]),
+                value=str(row["value"]),
+            ),
+            window_sums(row, n_classes),
+        )
+        for row in rows
+    ]
+
+
+def finalise_groups(
+    *, groups: Sequence[tuple[Group, WindowSums]], model: MonitoredModel, now: datetime
 ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """(window rows, slice rows) ready for the store."""
-    n_classes = len(model.classes or []) if model.task == "multiclass" else 0
+    """(window rows, slice rows) ready for the store. Both routes of `lossmon spark
+    compute` (the database URL here, the HTTP API through app/spark/service.py) come
+    through this one function, so their windows are the same to the last bit."""
     windows: list[dict[str, object]] = []
     slices: list[dict[str, object]] = []
-    for row in rows:
+    for group, sums in groups:
         values = metric_values(
             model_id=model.id,
-            window_start=int(row["ws"]),
+            window_start=group.window_start,
             window_seconds=model.window_seconds,
-            stats=window_stats(row, n_classes),
+            stats=finalise_sums(sums),
             now=now,
             classes=model.classes,
             source=SPARK,
         )
-        if row["kind"] == WINDOW:
+        if group.kind == WINDOW:
             windows.append(values)
         else:
-            values.update(
-                kind=row["kind"], key=row["key"], other=bool(row["other"]), value=row["value"]
-            )
+            values.update(kind=group.kind, key=group.key, other=group.other, value=group.value)
             slices.append(values)
     windows.sort(key=lambda v: int(v["window_start"]))  # type: ignore[call-overload]
     return windows, slices
+
+
+def finalise(
+    *, rows: Sequence[Mapping[str, Any]], model: MonitoredModel, now: datetime
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """(window rows, slice rows) of Spark's collected rows."""
+    return finalise_groups(groups=groups_of(rows, n_classes_of(model)), model=model, now=now)
 
 
 def store(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
 from app import migrate
@@ -29,9 +32,15 @@ def test_readyz_503_when_schema_behind(db: Db) -> None:
         migrate.upgrade(db.url)
 
 
-def test_readyz_503_when_database_unreachable() -> None:
-    # A loopback port where nothing listens.
-    settings = load_settings(database_url="postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_readyz_503_when_database_unreachable(kind: str, tmp_path: Path) -> None:
+    unreachable = {
+        # A file in a directory that does not exist: SQLite cannot open it.
+        "sqlite": f"sqlite:///{tmp_path / 'gone' / 'lossmon.db'}",
+        # A loopback port where nothing listens.
+        "postgresql": "postgresql+psycopg://postgres@127.0.0.1:1/nothing",
+    }[kind]
+    settings = load_settings(database_url=unreachable)
     with TestClient(create_app(settings)) as client:
         r = client.get("/readyz")
         assert r.status_code == 503

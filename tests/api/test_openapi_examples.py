@@ -66,6 +66,8 @@ def test_example_requests_work_as_documented(client: TestClient) -> None:
     send("put", "/v1/models/{model_id}", "/v1/models/ctr")
     send("post", "/v1/models/{model_id}/predictions", "/v1/models/ctr/predictions")
     send("post", "/v1/models/{model_id}/actuals", "/v1/models/ctr/actuals")
+    send("get", "/v1/models/{model_id}/spark-job", "/v1/models/ctr/spark-job")
+    send("put", "/v1/models/{model_id}/spark-windows", "/v1/models/ctr/spark-windows")
     monitor = {
         k: v
         for k, v in EXAMPLES[("post", "/v1/models/{model_id}/monitors")]["request"].items()

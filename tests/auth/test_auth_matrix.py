@@ -33,6 +33,8 @@ REQUIRED: dict[tuple[str, str], str] = {
     ("GET", "/v1/alerts"): "read",
     ("GET", "/v1/alerts/{alert_id}"): "read",
     ("GET", "/v1/compare"): "read",
+    ("GET", "/v1/models/{model_id}/spark-job"): "admin",
+    ("PUT", "/v1/models/{model_id}/spark-windows"): "admin",
 }
 
 

@@ -3,11 +3,16 @@ unaffected."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from limits import parse_many
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
+from app.api.rate_limit import KeyRateLimiter
 from app.auth import service as auth_service
 from app.db import session_scope
 from app.main import create_app
@@ -49,3 +54,34 @@ def test_rate_limit_can_be_disabled(db: Db) -> None:
 def test_bad_rate_limit_setting_fails_fast(db: Db) -> None:
     with pytest.raises(ValueError, match="LOSSMON_RATE_LIMIT"):
         db.settings_with(rate_limit="lots")
+
+
+def test_a_shared_storage_is_asked_off_the_event_loop(db: Db) -> None:
+    # limits' own storage stands in for Redis (the same KeyRateLimiter code path): each
+    # hit is a network round trip there, which on the event loop would stall every
+    # request, /healthz included, for as long as Redis takes to answer.
+    on_loop: list[bool] = []
+
+    class Recording(KeyRateLimiter):
+        def retry_after(self, key_id: str) -> int | None:
+            on_loop.append(_loop_running())
+            return super().retry_after(key_id)
+
+    key = _key(db, "read")
+    app = create_app(db.settings)
+    app.state.rate_limiter = Recording(
+        MovingWindowRateLimiter(storage_from_string("memory://")), parse_many("2/minute")
+    )
+    with TestClient(app) as client:
+        h = {"Authorization": f"Bearer {key}"}
+        codes = [client.get("/v1/models", headers=h).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    assert on_loop == [False, False, False]
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

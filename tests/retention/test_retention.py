@@ -5,6 +5,7 @@ a retention run deletes. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -248,3 +249,24 @@ def test_ingest_and_compute_keep_working_during_retention(client: TestClient, db
     assert _ids(db, "predictions") == {r.pid for r in new_rows}
     _compute_at(db, NOW)
     assert_api_matches(client, m, new_rows, start=iso(window_of(NOW - 3600)))
+
+
+def test_storage_is_a_read_and_answers_while_another_writer_holds_the_lock(
+    client: TestClient, db: Db
+) -> None:
+    """GET .../storage reads on the read-only session: on SQLite it does not queue for
+    the single write lock (it answered 503 after the lock timeout while a writer held it)."""
+    if db.kind != "sqlite":
+        pytest.skip("SQLite's write lock; PostgreSQL reads never take a write lock")
+    m = _register(client, retention_days=2)
+    lite = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        lite.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        r = client.get(f"/v1/models/{m}/storage")
+        took = time.monotonic() - started
+        lite.execute("ROLLBACK")
+    finally:
+        lite.close()
+    assert r.status_code == 200, r.text
+    assert took < 1.0, f"{took:.2f} s"

@@ -151,15 +151,18 @@ def test_multiclass_label_outside_the_classes(
     _nothing_stored(db)
 
 
-def test_http_store_and_delta_without_its_package_are_refused_saying_why(
+def test_an_unreachable_server_and_delta_without_its_package_are_refused_saying_why(
     db: Db, model: str, files: Any
 ) -> None:
     p, a, _ = files
     base = ["spark", "compute", "--model", model, "--predictions", p, "--actuals", a]
-    result = CliRunner().invoke(cli, [*base, "--url", "http://127.0.0.1:1", "--api-key", "k"])
-    assert result.exit_code == 2
-    assert "--url/--api-key are not implemented" in result.output
-    assert "--database-url" in result.output
+    down = "http://127.0.0.1:1"  # nothing listens on port 1
+    result = CliRunner().invoke(cli, [*base, "--url", down, "--api-key", "k"])
+    assert result.exit_code == 1
+    assert f"cannot reach lossmon at {down}" in result.output
+    assert "nothing stored" in result.output
+    both = CliRunner().invoke(cli, [*base, "--url", down, "--database-url", db.url])
+    assert both.exit_code == 2 and "not both" in both.output
     if importlib.util.find_spec("delta") is None:
         result = CliRunner().invoke(cli, [*base, "--format", "delta", "--database-url", db.url])
         assert result.exit_code == 2
