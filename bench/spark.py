@@ -17,7 +17,8 @@ only (JVM start-up excluded); peak RSS is the VmHWM of the child's JVM (in local
 the driver and the executors are that one JVM) plus that of the Python driver:
 
 - job:        app.spark.job.compute over the files: validate, dedup, join, window and
-              slice sums with exact quantiles, finalise, store into PostgreSQL.
+              slice sums with quantiles (histogram, within 0.5 %), finalise, store into
+              PostgreSQL.
 - reference:  the same files, predictions only: mean(−ln p) per window, no validation,
               no dedup, no join (target: job / reference <= 2.5).
 - pg:         --pg-rows predictions (default 2M: 20M rows through one PostgreSQL
@@ -51,7 +52,8 @@ MODEL_ID = "bench-spark"
 CONF = {
     "spark.driver.memory": "6g",
     "spark.sql.shuffle.partitions": "64",
-    "spark.ui.enabled": "false",
+    # On in both children (same overhead): the job's stage times come from its REST API.
+    "spark.ui.enabled": "true",
 }
 
 
@@ -211,10 +213,35 @@ def child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 "store_s": report.store_seconds,
             }
         out["seconds"] = time.perf_counter() - started
+        out["stages"] = _stages(spark)
         out["peak_rss_mb"] = _peak_rss_mb()
         return out
     finally:
         spark.stop()
+
+
+def _stages(spark: Any) -> list[dict[str, Any]]:
+    """Completed stages: executor run time (summed over tasks), rows in and shuffled."""
+    import urllib.request
+
+    sc = spark.sparkContext
+    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/stages?status=complete"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        stages = json.load(r)
+    return [
+        {
+            "id": s["stageId"],
+            "name": s["name"][:60],
+            "tasks": s["numTasks"],
+            "run_s": round(s["executorRunTime"] / 1000, 1),
+            "input_rows": s["inputRecords"],
+            "shuffle_read_rows": s["shuffleReadRecords"],
+            "shuffle_write_rows": s["shuffleWriteRecords"],
+            "spill_mb": s["diskBytesSpilled"] >> 20,
+        }
+        for s in sorted(stages, key=lambda s: s["stageId"])
+        if s["executorRunTime"] >= 100
+    ]
 
 
 def _child_pg(args: argparse.Namespace) -> dict[str, Any]:
@@ -394,6 +421,13 @@ def main() -> None:
         ("load average before / after", f"{load_before:.2f} / {load_after:.2f}"),
     ]
     print_table("lossmon spark compute on local[2]", rows_table)
+    print("job stages over 0.1 s (executor run time summed over tasks):")
+    for st in job["stages"]:
+        print(
+            f"  {st['id']:>3} {st['name']:<40} tasks {st['tasks']:>3}  {st['run_s']:>7.1f} s  "
+            f"in {st['input_rows']:>10,}  shuffle r/w {st['shuffle_read_rows']:>10,} / "
+            f"{st['shuffle_write_rows']:>10,}  spill {st['spill_mb']} MB"
+        )
     results["load_average"] = [load_before, load_after]
     print(f"results: {write_results('spark', results)}")
 

@@ -54,8 +54,8 @@ quantiles                  exact quantiles supplied by the producer instead, as
 Why exact loss values and not a sketch: the numpy pass holds a window's rows in memory
 anyway and sorting its losses is the cost it always paid (bench/compute.py), so exact
 values cost nothing extra there and keep the quantiles bit-identical to
-`weighted_quantiles`; a lake-scale producer computes the exact quantile with a sort in
-its own engine and passes `quantiles`.
+`weighted_quantiles`; a lake-scale producer computes the quantile in its own engine
+(Spark: a histogram with a stated bound, app/spark/aggregate.py) and passes `quantiles`.
 """
 
 from __future__ import annotations

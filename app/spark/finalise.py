@@ -42,8 +42,8 @@ def window_sums(row: Mapping[str, Any], n_classes: int) -> WindowSums:
         bin_outcome=tuple(_f(row, f"bin{b}_wy") for b in range(BINS)),
         loss_values=None,
         loss_weights=None,
-        # Exact quantiles from Spark's sorted window pass (aggregate.py), one column
-        # per field; None when the group has no labeled row.
+        # Quantiles from Spark's histogram (aggregate.py; within QUANTILE_ACCURACY), one
+        # column per field; None when the group has no labeled row.
         quantiles=None
         if any(row[name] is None for name in QUANTILE_FIELDS)
         else {name: float(row[name]) for name in QUANTILE_FIELDS},

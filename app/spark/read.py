@@ -10,7 +10,8 @@ observed counts are checked (`enforce`) after Spark finished and before the stor
 Canonical columns: predictions `pid, ts_us, score | p0..pK-1, version, s0..sM, fpath,
 rid`; actuals `pid, label, weight, ts_us, fpath, rid` (`label`: 0/1, or the class index).
 `fpath, rid` give each row its input order (file path, position in the file) for the
-dedup tie-breaks.
+dedup tie-breaks: `rid` is the row's index in its file where the format tells it
+(Parquet), else monotonically_increasing_id (which grows with the position in a file).
 """
 
 from __future__ import annotations
@@ -59,12 +60,18 @@ class Predictions:
     segment_keys: list[str]  # key of canonical column s{i}
     n_classes: int  # 0 for binary
     validation: Validation
+    # The same canonical columns without the checks: for the small look-up job that
+    # lists files and slice values (aggregate.codes), which must not redo the checks.
+    unchecked: DataFrame
+    rid_in_file: bool  # `rid` is the row's index in its file (else only increasing)
 
 
 @dataclass(frozen=True)
 class Actuals:
     frame: DataFrame
     validation: Validation
+    unchecked: DataFrame
+    rid_in_file: bool
 
 
 def load(spark: SparkSession, path: str, fmt: str) -> DataFrame:
@@ -151,6 +158,18 @@ def enforce(validation: Validation) -> None:
             )
 
 
+def _row_index(raw: DataFrame) -> bool:
+    """Whether the format gives each row's index in its file (Parquet does)."""
+    fields = raw.select("_metadata").schema[0].dataType
+    return isinstance(fields, T.StructType) and "row_index" in fields.fieldNames()
+
+
+def _row_order(raw: DataFrame) -> Column:
+    if _row_index(raw):
+        return F.col("_metadata.row_index")
+    return F.monotonically_increasing_id()
+
+
 def predictions(
     raw: DataFrame, *, columns: ColumnMap, classes: list[str] | None, source: str = "predictions"
 ) -> Predictions:
@@ -218,7 +237,7 @@ def predictions(
         out.append(_as_text(raw, source, name).alias(f"s{i}"))
     out += [
         F.col("_metadata.file_path").alias("fpath"),
-        F.monotonically_increasing_id().alias("rid"),
+        _row_order(raw).alias("rid"),
     ]
     observed, validation = _observe(raw, source, checks)
     return Predictions(
@@ -226,6 +245,8 @@ def predictions(
         segment_keys=keys,
         n_classes=0 if classes is None else len(classes),
         validation=validation,
+        unchecked=raw.select(*out),
+        rid_in_file=_row_index(raw),
     )
 
 
@@ -291,12 +312,17 @@ def actuals(
     else:
         ts = F.lit(None).cast("long")
     observed, validation = _observe(raw, source, checks)
-    frame = observed.select(
+    out = [
         pid.alias("pid"),
         label.alias("label"),
         weight.alias("weight"),
         ts.alias("ts_us"),
         F.col("_metadata.file_path").alias("fpath"),
-        F.monotonically_increasing_id().alias("rid"),
+        _row_order(raw).alias("rid"),
+    ]
+    return Actuals(
+        frame=observed.select(*out),
+        validation=validation,
+        unchecked=raw.select(*out),
+        rid_in_file=_row_index(raw),
     )
-    return Actuals(frame=frame, validation=validation)

@@ -1,6 +1,7 @@
 """`lossmon spark compute` against the SQL path: the same rows sent over HTTP and
 computed by the compute pass give the same windows and slices (sum-based fields to 1e-9
-relative; quantiles exact), on SQLite and PostgreSQL, with a real local Spark."""
+relative; quantiles within the histogram's stated bound), on SQLite and PostgreSQL, with
+a real local Spark."""
 
 from __future__ import annotations
 
