@@ -36,8 +36,10 @@ class TickReport:
     )
 
 
-def _mark_monitors(session: Session, model_ids: set[str]) -> None:
-    alerting_service.mark_models_changed(session=session, model_ids=model_ids)
+def _mark_monitors(session: Session, model_ids: set[str], computed_at: datetime) -> None:
+    alerting_service.mark_models_changed(
+        session=session, model_ids=model_ids, computed_at=computed_at
+    )
 
 
 def evaluate_monitors(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, desc, select, update
+from sqlalchemy import case, delete, desc, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -256,14 +256,29 @@ def delete_monitor(*, session: Session, monitor: Monitor) -> None:
     session.flush()
 
 
-def mark_models_changed(*, session: Session, model_ids: Iterable[str]) -> None:
-    """Called by the compute pass in the transaction that writes new windows."""
+def mark_models_changed(
+    *, session: Session, model_ids: Iterable[str], computed_at: datetime
+) -> None:
+    """Called in the transaction that writes new windows, stamped `computed_at`.
+
+    An evaluation judges the windows computed since its previous one (`evaluated_at`,
+    series.judge_windows). One that ran after these windows were stamped but before this
+    transaction committed did not see them, yet its `evaluated_at` is later than their
+    stamp, so the next evaluation would skip them (seen: a monitor left "ok" on a
+    recomputed bad window, two workers). This UPDATE waits for such an evaluation's row
+    lock, then pulls its `evaluated_at` back to the stamp, so they are judged."""
     ids = sorted(set(model_ids))
     if ids:
+        stamp = literal(computed_at, type_=Monitor.evaluated_at.type)  # UTC on SQLite too
         session.execute(
             update(Monitor)
             .where(Monitor.model_id.in_(ids), Monitor.enabled.is_(True))
-            .values(needs_eval=True)
+            .values(
+                needs_eval=True,
+                evaluated_at=case(
+                    (Monitor.evaluated_at > stamp, stamp), else_=Monitor.evaluated_at
+                ),
+            )
         )
 
 

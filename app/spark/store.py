@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -142,5 +142,11 @@ def store(
         windows=[(model.id, ws) for ws in sorted({*starts, *gone})],
         values=slices,
     )
-    alerting_service.mark_models_changed(session=session, model_ids={model.id})
+    stamps = [cast(datetime, v["computed_at"]) for v in windows]
+    alerting_service.mark_models_changed(
+        session=session,
+        model_ids={model.id},
+        # Only windows removed: nothing newly computed to miss, any time will do.
+        computed_at=min(stamps) if stamps else datetime.now(UTC),
+    )
     return StoreReport(windows=len(windows), slices=len(slices), removed=len(gone))

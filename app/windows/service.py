@@ -221,7 +221,7 @@ def _compute_claimed(
     read_factory: sessionmaker[Session],
     settings: Settings,
     clock: Callable[[], float],
-    on_written: Callable[[Session, set[str]], None] | None,
+    on_written: Callable[[Session, set[str], datetime], None] | None,
     token: str,
     result: PassResult,
     pinned_slices: PinnedSlices,
@@ -294,7 +294,7 @@ def _compute_claimed(
             dirty.settle(session=session, token=token, done=done, retry=retry)
             written = {str(v["model_id"]) for v in values} | {m for m, _ in empty}
             if on_written is not None and written:
-                on_written(session, written)
+                on_written(session, written, now)  # `now`: the windows' computed_at
         result.computed += len(values) + len(empty)
         result.retried += len(retry)
         result.stale += len(claims) - len(held)
@@ -327,12 +327,12 @@ def compute_pass(
     read_factory: sessionmaker[Session],
     settings: Settings,
     clock: Callable[[], float] = time.time,
-    on_written: Callable[[Session, set[str]], None] | None = None,
+    on_written: Callable[[Session, set[str], datetime], None] | None = None,
     pinned_slices: PinnedSlices = no_pinned_slices,
 ) -> PassResult:
     """Compute every dirty window once. Safe to run in several processes at once.
 
-    `on_written(session, model_ids)` runs inside the transaction that writes the new
+    `on_written(session, model_ids, computed_at)` runs inside the transaction that writes the new
     window rows (alerting uses it to flag monitors for evaluation atomically);
     `pinned_slices` names the slices precomputed whatever their rank (alerting's).
     """
@@ -380,7 +380,7 @@ def compute_until_done(
     settings: Settings,
     max_wait_s: float,
     clock: Callable[[], float] = time.time,
-    on_written: Callable[[Session, set[str]], None] | None = None,
+    on_written: Callable[[Session, set[str], datetime], None] | None = None,
     progress: Callable[[str], None] | None = None,
     poll_s: float = 0.2,
     pinned_slices: PinnedSlices = no_pinned_slices,

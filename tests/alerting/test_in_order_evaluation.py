@@ -3,11 +3,14 @@ become evaluable between two ticks or one's labels arrive after a newer window's
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from app import jobs
 from tests.alerting.test_lifecycle import BAD, GOOD, HOUR, T0, _ts, post_window, tick
 
 
@@ -82,3 +85,32 @@ def test_a_window_labeled_late_is_judged_in_its_place(ctr_env: Any) -> None:
     newest = alerts(client)[0]
     assert len(alerts(client)) == 2 and newest["state"] == "firing"
     assert start(newest["window"]) == 3
+
+
+def test_a_window_recomputed_while_an_evaluation_ran_is_judged_next_time(ctr_env: Any) -> None:
+    """A compute pass stamps its windows, an evaluation starts later (its clock past the
+    stamp) but before the pass commits, so it does not see them; the next evaluation must
+    still judge them. (Seen with two workers: a monitor left "ok" on a bad window.)"""
+    client, db, settings = ctr_env
+    post_window(client, 0, GOOD)
+    monitor(client)
+    tick(db, settings)
+    post_window(client, 1, GOOD)
+    tick(db, settings)  # window 1 judged fine
+    assert alerts(client) == []
+    # Window 1's labels are corrected: it is bad now.
+    acts = [{"prediction_id": f"p1-{i}", "label": 1 - i % 2} for i in range(40)]
+    assert client.post("/v1/models/ctr/actuals", json={"actuals": acts}).status_code == 200
+    # The evaluation that ran after the pass below stamped window 1 but before it
+    # committed: flagged by some other change, it sees window 1 as it was.
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE monitors SET needs_eval = true"))
+    later = time.time() + 100
+    jobs.evaluate_monitors(factory=db.factory, clock=lambda: later)
+    assert alerts(client) == []
+    # The pass commits window 1, stamped before that evaluation, and its monitor is
+    # evaluated again.
+    jobs.compute_and_evaluate(settings=settings, factory=db.factory, read_factory=db.read_factory)
+    (alert,) = alerts(client)
+    assert alert["state"] == "firing"
+    assert start(alert["window"]) == 1
