@@ -63,7 +63,7 @@ from _common import (
     write_results,
 )
 
-from app.ingestion import bulk
+from app.ingestion import bulk, pg_arrays
 from app.ingestion.service import window_start_of
 
 NAME = "ingest"
@@ -326,6 +326,7 @@ def raw_worker_factory(
 ) -> WorkerFactory:
     def open_worker(index: int) -> tuple[Sender, Callable[[], None]]:
         conn = psycopg.connect(pg_url)
+        pg_arrays.prepare(conn)
 
         def insert(model_id: str, batch: Batch) -> int:
             # The service's own statement and parameters (app/ingestion/bulk.py: arrays

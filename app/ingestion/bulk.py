@@ -18,8 +18,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -54,6 +55,14 @@ class ActualRows:
 
 def _cursor(session: Session) -> Any:
     return session.connection().connection.cursor()
+
+
+def _packed_cursor(session: Session) -> Any:
+    """A PostgreSQL cursor that sends pg_arrays' packed types as arrays (prepared on the
+    connection first: a cursor copies its connection's adapters when it is made)."""
+    dbapi = session.connection().connection
+    pg_arrays.prepare(cast(psycopg.Connection[Any], dbapi.driver_connection))
+    return dbapi.cursor()
 
 
 # Columns that are often one value for the whole batch (a producer logs one model
@@ -186,7 +195,7 @@ def insert_predictions(
     if is_postgres(session):
         arrays, params = pg_prediction_params(rows)
         params.update(model_id=model_id, version=model_version, received_us=received_us)
-        cur = _cursor(session)
+        cur = _packed_cursor(session)
         try:
             cur.execute(pg_ingest_predictions_sql(arrays), params)
             inserted, current = cur.fetchone()

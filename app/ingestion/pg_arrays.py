@@ -6,7 +6,8 @@ header and a join per element): for a 1,000-row prediction batch its 7 column ar
 were ~26% of the server's CPU (py-spy --gil, bench/ingest.py). Here the fixed-width
 columns are packed by numpy in one C call each and text by a few C-level joins, ~4x
 less per array. Pass the result as a `%b` parameter: the dumpers registered below hand
-the bytes over with the array's type oid, so the SQL needs no other change.
+the bytes over with the array's type oid, so the SQL needs no other change (call
+`prepare(conn)` first).
 
 The format (PostgreSQL's array_send): int32 ndim, int32 has-null flag, int32 element
 oid, then per dimension int32 size and int32 lower bound (1), then per element int32
@@ -16,8 +17,10 @@ byte length (-1 for NULL) followed by the element's own binary form.
 from __future__ import annotations
 
 import struct
+import weakref
 from collections.abc import Sequence
 from itertools import chain
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -107,7 +110,20 @@ class _TextArrayDumper(_PackedDumper):
     oid = 1009  # text[]
 
 
-# Global: these types exist only for this, so no other value is dumped differently.
-psycopg.adapters.register_dumper(Int8Array, _Int8ArrayDumper)
-psycopg.adapters.register_dumper(Float8Array, _Float8ArrayDumper)
-psycopg.adapters.register_dumper(TextArray, _TextArrayDumper)
+# Connections that dump the packed types (weak: a closed connection drops out).
+_ready: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
+def prepare(conn: psycopg.Connection[Any]) -> None:
+    """Make `conn` send the packed types as their arrays, once per connection (before
+    its cursor is made: a cursor copies the connection's adapters).
+
+    Per connection, not on the global `psycopg.adapters`: a connection copies the global
+    map when it opens, so one opened before this module was imported sent the packed
+    bytes as bytea ("cannot cast type bytea to text[]"; bench/scale.py's steady pass,
+    whose engine connected before anything imported app.ingestion)."""
+    if conn not in _ready:
+        conn.adapters.register_dumper(Int8Array, _Int8ArrayDumper)
+        conn.adapters.register_dumper(Float8Array, _Float8ArrayDumper)
+        conn.adapters.register_dumper(TextArray, _TextArrayDumper)
+        _ready.add(conn)
