@@ -260,3 +260,50 @@ def _cells(column: CopyColumn, lo: int, hi: int) -> Sequence[str]:
     if isinstance(column, np.ndarray):
         return list(map(str, column[lo:hi].tolist()))
     return list(map(str, column[lo:hi]))
+
+
+def copy_binary_rows(
+    cur: psycopg.Cursor[Any],
+    *,
+    model_id: str,
+    ts_us: np.ndarray,
+    window_start: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    labeled: np.ndarray,
+    actual_ts_us: np.ndarray,
+    received_us: int,
+    model_version: CopyColumn = "",
+    segments: CopyColumn | None = None,
+) -> None:
+    """Binary predictions p{i:09d} (row i of the arrays) and, for the rows in `labeled`
+    (indexes), their actuals (weight 1, matched), by COPY. A matched actual stores its
+    prediction's window (the compute pass reads actuals by it), as ingestion does.
+    `segments` None leaves the column NULL."""
+    predictions: dict[str, CopyColumn] = {
+        "model_id": model_id,
+        "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in range(lo, hi)],
+        "ts_us": ts_us,
+        "window_start": window_start,
+        "score": scores,
+        "model_version": model_version,
+        "received_us": received_us,
+    }
+    if segments is not None:
+        predictions["segments"] = segments
+    copy_columns(cur, "predictions", len(ts_us), predictions)
+    copy_columns(
+        cur,
+        "actuals",
+        labeled.size,
+        {
+            "model_id": model_id,
+            "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in labeled[lo:hi].tolist()],
+            "label": labels[labeled],
+            "weight": 1.0,
+            "ts_us": actual_ts_us[labeled],
+            "received_us": received_us,
+            "pending": "f",
+            "window_start": window_start[labeled],
+        },
+    )

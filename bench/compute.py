@@ -69,7 +69,7 @@ import psycopg
 from _common import (
     REPO_DIR,
     Database,
-    copy_columns,
+    copy_binary_rows,
     fresh_database,
     load_average,
     machine_info,
@@ -307,38 +307,18 @@ def load(
         versions, segments = [""] * rows, ["\\N"] * rows  # '' and NULL in COPY text
 
     with psycopg.connect(db.pg_url) as conn, conn.cursor() as cur:
-        copy_columns(
+        copy_binary_rows(
             cur,
-            "predictions",
-            rows,
-            {
-                "model_id": MODEL_ID,
-                "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in range(lo, hi)],
-                "ts_us": ts_us,
-                "window_start": window_start,
-                "score": scores,
-                "model_version": versions,
-                "segments": segments,
-                "received_us": received_us,
-            },
-        )
-        labeled_idx = np.flatnonzero(has_label)
-        copy_columns(
-            cur,
-            "actuals",
-            labeled_idx.size,
-            {
-                "model_id": MODEL_ID,
-                "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in labeled_idx[lo:hi].tolist()],
-                "label": labels[labeled_idx],
-                "weight": 1.0,
-                "ts_us": ts_us[labeled_idx] + delay_us[labeled_idx],
-                "received_us": received_us,
-                "pending": "f",
-                # A matched actual stores its prediction's window (the compute pass reads
-                # actuals by it), as ingestion does.
-                "window_start": window_start[labeled_idx],
-            },
+            model_id=MODEL_ID,
+            ts_us=ts_us,
+            window_start=window_start,
+            scores=scores,
+            labels=labels,
+            labeled=np.flatnonzero(has_label),
+            actual_ts_us=ts_us + delay_us,
+            received_us=received_us,
+            model_version=versions,
+            segments=segments,
         )
         starts = sorted({int(w) for w in np.unique(window_start)})
         conn.commit()

@@ -54,7 +54,7 @@ import psycopg
 from _common import (
     REPO_DIR,
     Database,
-    copy_columns,
+    copy_binary_rows,
     fresh_database,
     load_average,
     machine_info,
@@ -111,35 +111,16 @@ def load(db: Database, *, rows: int, base: int) -> dict[str, Any]:
     labels = (rng.random(rows) < scores).astype(np.int64)
     received = int(time.time() * 1e6)
     with psycopg.connect(db.pg_url) as conn, conn.cursor() as cur:
-        copy_columns(
+        copy_binary_rows(
             cur,
-            "predictions",
-            rows,
-            {
-                "model_id": MODEL_ID,
-                "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in range(lo, hi)],
-                "ts_us": ts_us,
-                "window_start": window_start,
-                "score": scores,
-                "model_version": "",
-                "received_us": received,
-            },
-        )
-        labeled_idx = np.flatnonzero(has_label)
-        copy_columns(
-            cur,
-            "actuals",
-            labeled_idx.size,
-            {
-                "model_id": MODEL_ID,
-                "prediction_id": lambda lo, hi: [f"p{i:09d}" for i in labeled_idx[lo:hi].tolist()],
-                "label": labels[labeled_idx],
-                "weight": 1.0,
-                "ts_us": ts_us[labeled_idx] + 3_600_000_000,
-                "received_us": received,
-                "pending": "f",
-                "window_start": window_start[labeled_idx],
-            },
+            model_id=MODEL_ID,
+            ts_us=ts_us,
+            window_start=window_start,
+            scores=scores,
+            labels=labels,
+            labeled=np.flatnonzero(has_label),
+            actual_ts_us=ts_us + 3_600_000_000,
+            received_us=received,
         )
         cur.executemany(
             "INSERT INTO dirty_windows (model_id, window_start, generation) VALUES (%s, %s, 1)",
