@@ -7,19 +7,16 @@ Plain Python: the server needs no pyspark for these routes.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from app.api import responses
 from app.api.deps import Admin, ReadSessionDep, SessionDep, SettingsDep
-from app.registry.schemas import MODEL_ID_PATTERN
+from app.registry.router import ModelId
 from app.spark import service
 from app.spark.schemas import SparkJobOut, SparkWindowsIn, SparkWindowsOut
 
 router = APIRouter(prefix="/v1/models", tags=["spark"], responses=responses.COMMON)
-
-ModelId = Annotated[str, Path(pattern=MODEL_ID_PATTERN, description="[A-Za-z0-9._-]{1,128}")]
 
 
 @router.get(

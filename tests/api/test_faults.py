@@ -60,13 +60,17 @@ ADMITTING_S = 0.6
 ADMISSION_BOUND_S = 1.0
 
 
-@pytest.fixture
-def fault_server(db: Db, tmp_path: Path) -> Iterator[Server]:
+def _serve_with_lock_timeout(db: Db, tmp_path: Path) -> Iterator[Server]:
     srv = start_server(
         db.url, tmp_path, extra_env={"LOSSMON_DB_LOCK_TIMEOUT_S": str(LOCK_TIMEOUT_S)}
     )
     yield srv
     stop_server(srv)
+
+
+@pytest.fixture
+def fault_server(db: Db, tmp_path: Path) -> Iterator[Server]:
+    yield from _serve_with_lock_timeout(db, tmp_path)
 
 
 # The same server stack as lossmon (uvicorn, its event loop and HTTP parser), with an
@@ -396,11 +400,7 @@ def test_held_lock_gives_bounded_503s_and_health_keeps_answering(
 
 @pytest.fixture
 def pg_fault_server(pg_db: Db, tmp_path: Path) -> Iterator[Server]:
-    srv = start_server(
-        pg_db.url, tmp_path, extra_env={"LOSSMON_DB_LOCK_TIMEOUT_S": str(LOCK_TIMEOUT_S)}
-    )
-    yield srv
-    stop_server(srv)
+    yield from _serve_with_lock_timeout(pg_db, tmp_path)
 
 
 def test_health_answers_while_every_request_thread_is_blocked(
