@@ -18,7 +18,7 @@ from app.api.write_gate import WriteGate, write_slot
 from app.auth import service as auth_service
 from app.auth.cache import KeyCache, KeyInfo
 from app.config import Settings
-from app.db import deadline_cut, session_scope
+from app.db import session_scope
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in
 # the threadpool, and on a single-prediction POST each such hop cost more than the insert.
@@ -88,9 +88,8 @@ TransactionDep = Annotated[Transaction, Depends(get_transaction)]
 
 async def get_statement_transaction(request: Request) -> AsyncIterator[Transaction]:
     """get_transaction for work that is ONE statement on PostgreSQL: it runs in
-    autocommit (app/db.py make_statement_sessionmaker), one round trip. A request that
-    already spent part of its deadline (waiting for a writer slot) gets a plain
-    transaction, whose lock timeout is cut to what is left (app/db.py).
+    autocommit (app/db.py make_statement_sessionmaker), one round trip. The statement's
+    lock waits end at the request's deadline (app/db.py deadline_bounded_statement).
 
     It takes the writer slot itself (what write_slot does for the others): one
     dependency instead of two on the hottest route."""
@@ -98,13 +97,10 @@ async def get_statement_transaction(request: Request) -> AsyncIterator[Transacti
     statement_factory: sessionmaker[Session] | None = getattr(
         request.app.state, "statement_session_factory", None
     )
-    settings: Settings = request.app.state.settings
-    bound_ms = int(settings.db_lock_timeout_s * 1000)
+    chosen = factory if statement_factory is None else statement_factory
 
     def transaction() -> AbstractContextManager[Session]:
-        if statement_factory is None or deadline_cut(bound_ms):
-            return session_scope(factory)
-        return session_scope(statement_factory)
+        return session_scope(chosen)
 
     gate: WriteGate = request.app.state.write_gate
     semaphore = await gate.enter()

@@ -24,7 +24,7 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import is_postgres
+from app.db import deadline_bounded_statement, is_postgres
 from app.ingestion import pg_arrays
 from app.registry.models import MonitoredModel
 from app.windows import dirty
@@ -197,7 +197,8 @@ def insert_predictions(
         params.update(model_id=model_id, version=model_version, received_us=received_us)
         cur = _packed_cursor(session)
         try:
-            cur.execute(pg_ingest_predictions_sql(arrays), params)
+            with deadline_bounded_statement(session):
+                cur.execute(pg_ingest_predictions_sql(arrays), params)
             inserted, current = cur.fetchone()
         finally:
             cur.close()
