@@ -58,7 +58,11 @@ class Settings(BaseSettings):
     # API processes of `lossmon serve` (0 = automatic: one per CPU on PostgreSQL, capped
     # at 8; always 1 on SQLite, which has a single writer).
     workers: int = Field(default=0, ge=0, le=64)
-    db_pool_size: int = Field(default=10, ge=1)
+    # Per API process: connections (and as many overflow ones, for reads) and the writes
+    # in flight at once (app/api/write_gate.py). Small on purpose: a process runs its
+    # Python on one core, and more writers per process than a few only contend for its
+    # GIL (README "Sizing workers and the pool" has the figures).
+    db_pool_size: int = Field(default=4, ge=1)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     # API.md "Time bounds and faults": request work waits at most this long for a lock,
     # a busy SQLite file or a pooled connection, then answers 503 + Retry-After.
