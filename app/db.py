@@ -23,7 +23,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, exc, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -146,45 +146,9 @@ def _pg_request_begin(bound_ms: int) -> Callable[[Any], None]:
     return on_begin
 
 
-_LOCK_BOUND_MS = "lossmon_lock_bound_ms"
-
-
-def _remember_lock_bound(bound_ms: int) -> Callable[[Any, Any], None]:
-    def on_connect(_dbapi_connection: Any, record: Any) -> None:
-        record.info[_LOCK_BOUND_MS] = bound_ms
-
-    return on_connect
-
-
-@contextmanager
-def deadline_bounded_statement(session: Session) -> Iterator[None]:
-    """Wrap the execution of ONE statement on a PostgreSQL session in autocommit
-    (make_statement_sessionmaker) so that its lock waits end at the request's deadline.
-
-    The connection's own lock_timeout (the whole bound) applies when the request is
-    fresh. When the request already spent part of its deadline (queued for a writer slot
-    or a thread), a transaction-local lock_timeout goes in the same pipeline, before the
-    statement: both run in the pipeline's one implicit transaction (it ends at the Sync
-    when the block exits, which commits the statement), so the answer still costs one
-    round trip. A plain transaction would cost three (BEGIN + set_config, statement,
-    COMMIT), and under load, when most requests have queued a little, that tripled each
-    one's hold on its connection and writer slot and fed the queue (py-spy, 64
-    connections: 25% of request threads' time in the set_config, 17% in the COMMIT).
-
-    Elsewhere (SQLite, a plain transaction, a connection of a job engine) it does
-    nothing: the begin hooks above bound those."""
-    connection = session.connection()
-    fairy = connection.connection
-    bound_ms = fairy.info.get(_LOCK_BOUND_MS)
-    autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-    cut_ms = cut_lock_timeout_ms(bound_ms) if bound_ms is not None and autocommit else None
-    if cut_ms is None:
-        yield
-        return
-    driver: Any = fairy.driver_connection  # a psycopg Connection: PostgreSQL only here
-    with driver.pipeline():
-        driver.execute("SELECT set_config('lock_timeout', %s, true)", (str(cut_ms),))
-        yield
+# The lock timeout of the current transaction only (for a statement in autocommit: sent
+# in one pipeline with it, whose implicit transaction ends at the pipeline's Sync).
+SET_LOCAL_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
 
 
 # The API's pool pings a connection on checkout only when it sat idle this long: a
@@ -215,6 +179,25 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "checkout", on_checkout)
 
 
+def request_connect_args(settings: Settings) -> dict[str, Any]:
+    """psycopg connection parameters of the API's PostgreSQL connections: the request
+    bounds are set server-side once per connection (no round trip per request)."""
+    bound_ms = int(settings.db_lock_timeout_s * 1000)
+    return {
+        "options": f"-c lock_timeout={bound_ms} -c statement_timeout={bound_ms}",
+        "connect_timeout": max(2, math.ceil(settings.db_lock_timeout_s)),
+    }
+
+
+def libpq_url(settings: Settings) -> str:
+    """The database URL as libpq (psycopg.connect) takes it."""
+    return (
+        make_url(settings.database_url)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+
+
 def create_engine_for(settings: Settings, *, for_requests: bool = False, **kwargs: Any) -> Engine:
     """for_requests=True: the API's engine, every wait bounded by db_lock_timeout_s."""
     url = settings.database_url
@@ -234,9 +217,7 @@ def create_engine_for(settings: Settings, *, for_requests: bool = False, **kwarg
     connect_args: dict[str, Any] = {"connect_timeout": 5}
     pool_timeout = settings.db_pool_timeout_s
     if for_requests:
-        # Server-side bounds set once per connection (no round trip per request).
-        connect_args["options"] = f"-c lock_timeout={bound_ms} -c statement_timeout={bound_ms}"
-        connect_args["connect_timeout"] = max(2, math.ceil(settings.db_lock_timeout_s))
+        connect_args = request_connect_args(settings)
         pool_timeout = min(pool_timeout, settings.db_lock_timeout_s)
     engine = create_engine(
         url,
@@ -251,7 +232,6 @@ def create_engine_for(settings: Settings, *, for_requests: bool = False, **kwarg
     if for_requests:
         _ping_when_idle(engine)
         event.listen(engine, "begin", _pg_request_begin(bound_ms))
-        event.listen(engine, "connect", _remember_lock_bound(bound_ms))
     return engine
 
 
@@ -259,22 +239,6 @@ def make_sessionmaker(engine: Engine, *, readonly: bool = False) -> sessionmaker
     """readonly=True: for sessions that only read (SQLite then begins DEFERRED)."""
     bind = engine.execution_options(lossmon_readonly=True) if readonly else engine
     return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
-
-
-def make_statement_sessionmaker(engine: Engine) -> sessionmaker[Session] | None:
-    """PostgreSQL: sessions in autocommit, for a unit of work that is ONE statement (the
-    prediction insert, app/ingestion/bulk.py). A statement is atomic by itself, and it
-    then costs one round trip instead of three (BEGIN, statement, COMMIT). The
-    connection's lock and statement timeouts still bound it; a request whose deadline
-    was already cut uses a plain transaction instead (app/api/deps.py). SQLite: None
-    (its units of work are several statements)."""
-    if engine.dialect.name != "postgresql":
-        return None
-    return sessionmaker(
-        bind=engine.execution_options(isolation_level="AUTOCOMMIT"),
-        expire_on_commit=False,
-        autoflush=False,
-    )
 
 
 @contextmanager

@@ -23,11 +23,13 @@ from app.auth.cache import KeyCache
 from app.compare import router as compare_router
 from app.config import Settings, load_settings
 from app.dashboard import router as dashboard_router
-from app.db import create_engine_for, make_sessionmaker, make_statement_sessionmaker
+from app.db import create_engine_for, make_sessionmaker
+from app.ingestion import pg_arrays
 from app.ingestion import router as ingestion_router
 from app.ingestion import service as ingestion_service
 from app.observability import router as observability_router
 from app.observability.middleware import PrometheusMiddleware
+from app.pg_statement_pool import StatementPool
 from app.registry import router as models_router
 from app.registry.cache import ModelCache
 from app.registry.hooks import RegistryHooks
@@ -55,7 +57,15 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         app.state.engine = engine
         app.state.session_factory = make_sessionmaker(engine)
         app.state.read_session_factory = make_sessionmaker(engine, readonly=True)
-        app.state.statement_session_factory = make_statement_sessionmaker(engine)
+        # PostgreSQL: prediction batches are awaited on the event loop (no thread hop).
+        statement_pool = (
+            None
+            if settings.is_sqlite
+            else StatementPool.from_settings(
+                settings, slots=app.state.write_gate.slots, configure=pg_arrays.prepare
+            )
+        )
+        app.state.statement_pool = statement_pool
         app.state.migration_head = migrate.head_revision()
         scheduler = None
         job_engine = None
@@ -86,6 +96,8 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
                 scheduler.shutdown(wait=True)
             if job_engine is not None:
                 job_engine.dispose()
+            if statement_pool is not None:
+                await statement_pool.close()
             engine.dispose()
 
     # /docs from a packaged copy of Swagger UI (no CDN): the docs work on an air-gapped

@@ -86,21 +86,15 @@ async def get_transaction(
 TransactionDep = Annotated[Transaction, Depends(get_transaction)]
 
 
-async def get_statement_transaction(request: Request) -> AsyncIterator[Transaction]:
-    """get_transaction for work that is ONE statement on PostgreSQL: it runs in
-    autocommit (app/db.py make_statement_sessionmaker), one round trip. The statement's
-    lock waits end at the request's deadline (app/db.py deadline_bounded_statement).
-
-    It takes the writer slot itself (what write_slot does for the others): one
-    dependency instead of two on the hottest route."""
+async def get_gated_transaction(request: Request) -> AsyncIterator[Transaction]:
+    """get_transaction that takes the writer slot itself (what write_slot does for the
+    others): one dependency instead of two on the hottest route. On PostgreSQL the
+    prediction route does not use the transaction: its one statement is awaited on the
+    event loop (app/pg_statement_pool.py), under the same writer slot."""
     factory: sessionmaker[Session] = request.app.state.session_factory
-    statement_factory: sessionmaker[Session] | None = getattr(
-        request.app.state, "statement_session_factory", None
-    )
-    chosen = factory if statement_factory is None else statement_factory
 
     def transaction() -> AbstractContextManager[Session]:
-        return session_scope(chosen)
+        return session_scope(factory)
 
     gate: WriteGate = request.app.state.write_gate
     semaphore = await gate.enter()
@@ -111,9 +105,7 @@ async def get_statement_transaction(request: Request) -> AsyncIterator[Transacti
 
 
 # scope="function": the writer slot is released when the route returns.
-StatementTransactionDep = Annotated[
-    Transaction, Depends(get_statement_transaction, scope="function")
-]
+GatedTransactionDep = Annotated[Transaction, Depends(get_gated_transaction, scope="function")]
 
 
 _bearer = HTTPBearer(auto_error=False, description="API key: Authorization: Bearer <key>")

@@ -24,7 +24,7 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import deadline_bounded_statement, is_postgres
+from app.db import SET_LOCAL_LOCK_TIMEOUT, is_postgres
 from app.ingestion import pg_arrays
 from app.registry.models import MonitoredModel
 from app.windows import dirty
@@ -190,15 +190,14 @@ def insert_predictions(
     inserted, or None (nothing written) when the model's `updated_at` is no longer
     `model_version`: the rows were validated against a shape that changed.
 
-    On PostgreSQL this is ONE statement, and the API runs it in autocommit (app/db.py
-    make_statement_sessionmaker): keep it one statement, or its parts stop being atomic."""
+    On PostgreSQL this is ONE statement, and the API runs it in autocommit
+    (insert_predictions_on): keep it one statement, or its parts stop being atomic."""
     if is_postgres(session):
         arrays, params = pg_prediction_params(rows)
         params.update(model_id=model_id, version=model_version, received_us=received_us)
         cur = _packed_cursor(session)
         try:
-            with deadline_bounded_statement(session):
-                cur.execute(pg_ingest_predictions_sql(arrays), params)
+            cur.execute(pg_ingest_predictions_sql(arrays), params)
             inserted, current = cur.fetchone()
         finally:
             cur.close()
@@ -241,6 +240,34 @@ def insert_predictions(
         # costs one recompute of it.
         dirty.mark_dirty(session=session, model_id=model_id, window_starts=rows.window_starts)
     return inserted
+
+
+async def insert_predictions_on(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    model_id: str,
+    model_version: datetime,
+    rows: PredictionRows,
+    received_us: int,
+    lock_timeout_ms: int | None,
+) -> int | None:
+    """insert_predictions on PostgreSQL, awaited on an async connection in autocommit
+    (app/pg_statement_pool.py): the same one statement. `lock_timeout_ms` (a request
+    whose deadline was cut, app/db.py cut_lock_timeout_ms) goes in one pipeline with it,
+    in the statement's own implicit transaction: still one round trip."""
+    arrays, params = pg_prediction_params(rows)
+    params.update(model_id=model_id, version=model_version, received_us=received_us)
+    sql = pg_ingest_predictions_sql(arrays)
+    if lock_timeout_ms is None:
+        cur = await conn.execute(sql, params)
+    else:
+        async with conn.pipeline():
+            await conn.execute(SET_LOCAL_LOCK_TIMEOUT, (str(lock_timeout_ms),))
+            cur = await conn.execute(sql, params)
+    row = await cur.fetchone()
+    assert row is not None  # the statement's SELECT returns one row
+    inserted, current = row
+    return int(inserted) if current else None
 
 
 def find_predictions(

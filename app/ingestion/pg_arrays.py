@@ -111,10 +111,10 @@ class _TextArrayDumper(_PackedDumper):
 
 
 # Connections that dump the packed types (weak: a closed connection drops out).
-_ready: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+_ready: weakref.WeakSet[psycopg.BaseConnection[Any]] = weakref.WeakSet()
 
 
-def prepare(conn: psycopg.Connection[Any]) -> None:
+def prepare(conn: psycopg.BaseConnection[Any]) -> None:
     """Make `conn` send the packed types as their arrays, once per connection (before
     its cursor is made: a cursor copies the connection's adapters).
 

@@ -161,14 +161,15 @@ def _timestamp_errors(
     )
 
 
-def ingest_predictions(
+def prepare_predictions(
     *,
-    session: Session,
     model: ModelShape,
     items: Sequence[PredictionFields],
     now_us: int,
     max_future_s: float,
-) -> PredictionResult:
+) -> bulk.PredictionRows:
+    """Validate a batch against the model and build its column arrays (pure: no I/O).
+    Raises Invalid with every record's errors; nothing is stored then."""
     n = len(items)
     scores = [item.score for item in items]
     probabilities: list[str | None] = [None] * n
@@ -206,7 +207,7 @@ def ingest_predictions(
         versions = [versions[i] for i in order]
         segments = [segments[i] for i in order]
     width = model.window_seconds
-    rows = bulk.PredictionRows(
+    return bulk.PredictionRows(
         prediction_ids=ordered_ids,
         ts_us=ts,
         window_starts=[t // 1_000_000 // width * width for t in ts],  # window_start_of
@@ -215,6 +216,25 @@ def ingest_predictions(
         model_versions=versions,
         segments=segments,
     )
+
+
+def prediction_result(model: ModelShape, sent: int, accepted: int | None) -> PredictionResult:
+    """The answer to a batch of `sent` records of which `accepted` were inserted (None:
+    nothing was, the model changed after the batch was validated against it)."""
+    if accepted is None:
+        raise ModelChanged(model.id)
+    return PredictionResult(accepted=accepted, duplicates=sent - accepted)
+
+
+def ingest_predictions(
+    *,
+    session: Session,
+    model: ModelShape,
+    items: Sequence[PredictionFields],
+    now_us: int,
+    max_future_s: float,
+) -> PredictionResult:
+    rows = prepare_predictions(model=model, items=items, now_us=now_us, max_future_s=max_future_s)
     accepted = bulk.insert_predictions(
         session=session,
         model_id=model.id,
@@ -222,9 +242,7 @@ def ingest_predictions(
         rows=rows,
         received_us=now_us,
     )
-    if accepted is None:
-        raise ModelChanged(model.id)
-    return PredictionResult(accepted=accepted, duplicates=len(items) - accepted)
+    return prediction_result(model, len(items), accepted)
 
 
 def _binary_label(value: bool | int | str) -> int | None:

@@ -48,6 +48,12 @@ class ModelCache:
         self._lock = threading.Lock()
         self._shapes: dict[str, tuple[float, ModelShape]] = {}
 
+    def cached(self, model_id: str) -> ModelShape | None:
+        """The cached shape while it is fresh (None: call get with a loader)."""
+        with self._lock:
+            hit = self._shapes.get(model_id)
+        return hit[1] if hit is not None and self._clock() < hit[0] else None
+
     def get(self, model_id: str, load: Callable[[], ModelShape]) -> ModelShape:
         """The cached shape, or load() (which raises for an unknown model)."""
         now = self._clock()

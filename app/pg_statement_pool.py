@@ -1,0 +1,112 @@
+"""PostgreSQL connections for the API's one-statement writes, awaited on the event loop.
+
+A prediction batch is ONE statement in autocommit (app/ingestion/bulk.py). Run through
+SQLAlchemy's sync pool it took a threadpool hop per request: waking a worker thread and
+handing the GIL back and forth cost ~11% of the API's CPU on 1,000-row batches and more
+on single-prediction POSTs (py-spy --gil), all of it on the request's path. Awaited on
+an async psycopg connection it costs neither: the event loop sends the statement and
+serves other requests until the answer is readable.
+
+No pool library: the write gate (app/api/write_gate.py) already admits at most `slots`
+writers per process, so at most that many connections are ever in use; idle ones wait
+here for the next writer. A connection that sat idle for a while is pinged before use
+(a database restarted meanwhile is noticed without failing a request); one whose
+statement failed in a way that may leave it unusable (it broke, or the request was
+cancelled mid-statement) is closed, never reused, and the next writer opens a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from app.config import Settings
+from app.db import IDLE_PING_S, libpq_url, request_connect_args
+
+
+class StatementPool:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        connect_args: dict[str, Any],
+        max_idle: int,
+        configure: Callable[[psycopg.AsyncConnection[Any]], None] | None = None,
+    ) -> None:
+        self._conninfo = conninfo
+        self._connect_args = connect_args
+        self._max_idle = max_idle
+        self._configure = configure
+        # (connection, time.monotonic() it came back): the newest is reused first.
+        self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        slots: int,
+        configure: Callable[[psycopg.AsyncConnection[Any]], None] | None = None,
+    ) -> StatementPool:
+        """The API's bounds on its connections (app/db.py request_connect_args);
+        `configure` runs on each new connection (adapters, before any cursor)."""
+        return cls(
+            libpq_url(settings),
+            connect_args=request_connect_args(settings),
+            max_idle=slots,
+            configure=configure,
+        )
+
+    async def _open(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, **self._connect_args
+        )
+        if self._configure is not None:
+            self._configure(conn)
+        return conn
+
+    async def _checkout(self) -> psycopg.AsyncConnection[Any]:
+        while self._idle:
+            conn, since = self._idle.pop()
+            if time.monotonic() - since < IDLE_PING_S:
+                return conn  # busy: it was used moments ago
+            try:
+                await conn.execute("SELECT 1")
+                return conn
+            except psycopg.Error:
+                await conn.close()  # broken while idle (a restart): try the next one
+        return await self._open()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection in autocommit for one statement (or one pipeline)."""
+        conn = await self._checkout()
+        try:
+            yield conn
+        except BaseException as exc:
+            # A statement that failed cleanly (a lock timeout, a constraint) leaves the
+            # connection idle and usable; anything else (cancelled mid-statement, a broken
+            # socket) may leave it mid-protocol.
+            await self._put_back(conn, reuse=isinstance(exc, psycopg.Error))
+            raise
+        await self._put_back(conn, reuse=True)
+
+    async def _put_back(self, conn: psycopg.AsyncConnection[Any], *, reuse: bool) -> None:
+        if reuse and len(self._idle) < self._max_idle and _reusable(conn):
+            self._idle.append((conn, time.monotonic()))
+        else:
+            await conn.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            await conn.close()
+
+
+def _reusable(conn: psycopg.AsyncConnection[Any]) -> bool:
+    return not conn.closed and conn.info.transaction_status == pq.TransactionStatus.IDLE
