@@ -23,6 +23,12 @@ TEXTS: list[list[str | None]] = [
     ["a", None, "", None],
     [None],
     [],
+    # One width, ASCII (the numpy path); one width in characters but not in bytes; the
+    # same total length with different widths; one width of empty strings.
+    ["p000000001", "p000000002", "zzzzzzzzzz"],
+    ["é", "a"],
+    ["ab", "c", "def"],
+    ["", ""],
 ]
 FLOATS: list[list[float | None]] = [
     [0.1, 1.0, 0.0, -0.0, 5e-324, 0.49721254381585167, 1 - 2**-53],
