@@ -3,7 +3,7 @@ committed when the route returns, rolled back when it raises."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.errors import ApiError
 from app.api.rate_limit import RateLimiter
-from app.api.write_gate import WriteGate, write_slot
+from app.api.write_gate import write_slot
 from app.auth import service as auth_service
 from app.auth.cache import KeyCache, KeyInfo
 from app.config import Settings
@@ -84,28 +84,6 @@ async def get_transaction(
 
 
 TransactionDep = Annotated[Transaction, Depends(get_transaction)]
-
-
-async def get_gated_transaction(request: Request) -> AsyncIterator[Transaction]:
-    """get_transaction that takes the writer slot itself (what write_slot does for the
-    others): one dependency instead of two on the hottest route. On PostgreSQL the
-    prediction route does not use the transaction: its one statement is awaited on the
-    event loop (app/pg_statement_pool.py), under the same writer slot."""
-    factory: sessionmaker[Session] = request.app.state.session_factory
-
-    def transaction() -> AbstractContextManager[Session]:
-        return session_scope(factory)
-
-    gate: WriteGate = request.app.state.write_gate
-    semaphore = await gate.enter()
-    try:
-        yield transaction
-    finally:
-        semaphore.release()
-
-
-# scope="function": the writer slot is released when the route returns.
-GatedTransactionDep = Annotated[Transaction, Depends(get_gated_transaction, scope="function")]
 
 
 _bearer = HTTPBearer(auto_error=False, description="API key: Authorization: Bearer <key>")
