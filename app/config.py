@@ -58,11 +58,12 @@ class Settings(BaseSettings):
     # API processes of `lossmon serve` (0 = automatic: one per CPU on PostgreSQL, capped
     # at 8; always 1 on SQLite, which has a single writer).
     workers: int = Field(default=0, ge=0, le=64)
-    # Per API process: connections (and as many overflow ones, for reads) and the writes
-    # in flight at once (app/api/write_gate.py). Small on purpose: a process runs its
-    # Python on one core, and more writers per process than a few only contend for its
-    # GIL (README "Sizing workers and the pool" has the figures).
-    db_pool_size: int = Field(default=4, ge=1)
+    # Per API process: the writes in flight at once (app/api/write_gate.py), and the
+    # connections: this many pooled (plus as many overflow ones, for reads) and this many
+    # for prediction batches (app/pg_statement_pool.py). Small on purpose: one process
+    # runs on one core (README "Sizing workers and the pool" has the figures), and 3 x
+    # this x 8 processes stays under PostgreSQL's default max_connections of 100.
+    db_pool_size: int = Field(default=3, ge=1)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     # API.md "Time bounds and faults": request work waits at most this long for a lock,
     # a busy SQLite file or a pooled connection, then answers 503 + Retry-After.
