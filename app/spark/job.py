@@ -18,6 +18,7 @@ from app.registry.models import MonitoredModel
 from app.spark import aggregate, read, remote
 from app.spark import store as spark_store
 from app.spark.columns import ColumnMap
+from app.windows.history_json import iso_seconds
 
 
 class UnknownModel(LookupError):
@@ -201,8 +202,8 @@ def compute_remote(
     spark_seconds = time.perf_counter() - started
     body = {
         "model": dataclasses.asdict(params),
-        "start": None if spec.start is None else _rfc3339(spec.start),
-        "end": None if spec.end is None else _rfc3339(spec.end),
+        "start": None if spec.start is None else iso_seconds(spec.start),
+        "end": None if spec.end is None else iso_seconds(spec.end),
         "rows": [
             {
                 "window_start": group.window_start,
@@ -225,7 +226,3 @@ def compute_remote(
         spark_seconds=spark_seconds,
         store_seconds=time.perf_counter() - started,
     )
-
-
-def _rfc3339(epoch_s: int) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat().replace("+00:00", "Z")

@@ -25,7 +25,8 @@ from app.windows.record import JSON_FIELDS, SCALAR_FIELDS
 Fragment = tuple[int, str]  # (window start, the window's JSON object)
 
 
-def _iso_seconds(epoch_s: int) -> str:
+def iso_seconds(epoch_s: int) -> str:
+    """RFC 3339 UTC text of whole epoch seconds, always a 4-digit year."""
     # Not strftime("%Y"): glibc writes year 5 as "5", and RFC 3339 needs 4 digits.
     t = time.gmtime(epoch_s)
     return (
@@ -42,7 +43,7 @@ def _iso(ts: datetime) -> str:
 def _fragment(
     window_start: int, window_end: int, scalars: dict[str, Any], json_texts: Sequence[str]
 ) -> Fragment:
-    head = {"start": _iso_seconds(window_start), "end": _iso_seconds(window_end), **scalars}
+    head = {"start": iso_seconds(window_start), "end": iso_seconds(window_end), **scalars}
     body = json.dumps(head, allow_nan=False, separators=(",", ":"))[:-1]
     tail = "".join(f',"{name}":{text}' for name, text in zip(JSON_FIELDS, json_texts, strict=True))
     return window_start, body + tail + "}"
