@@ -35,7 +35,6 @@ The machine is shared: the 1-minute load average is printed before and after.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -47,7 +46,15 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from _common import REPO_DIR, fresh_database, load_average, machine_info, print_table, write_results
+from _common import (
+    REPO_DIR,
+    copy_columns,
+    fresh_database,
+    load_average,
+    machine_info,
+    print_table,
+    write_results,
+)
 
 T0 = 1795168800  # 2026-11-20T10:00:00Z
 HOUR = 3600
@@ -314,48 +321,39 @@ def load_pg(pg_url: str, n: int, windows: int) -> float:
     r = _numpy_rows(n, windows)
     ws = r["ts"] // HOUR * HOUR
     received = int(time.time() * 1e6)
-    chunk = 200_000
+    idx = np.flatnonzero(r["labeled"])
     with psycopg.connect(pg_url) as conn, conn.cursor() as cur:
-        with cur.copy(
-            "COPY predictions (model_id, prediction_id, ts_us, window_start, score, "
-            "model_version, segments, received_us) FROM STDIN"
-        ) as copy:
-            for lo in range(0, n, chunk):
-                hi = min(lo + chunk, n)
-                buf = io.StringIO()
-                buf.writelines(
-                    f'{MODEL_ID}\tp{i}\t{t * 1_000_000}\t{w}\t{s!r}\t{v}\t{{"country": "{c}"}}'
-                    f"\t{received}\n"
-                    for i, t, w, s, v, c in zip(
-                        r["id"][lo:hi].tolist(),
-                        r["ts"][lo:hi].tolist(),
-                        ws[lo:hi].tolist(),
-                        r["score"][lo:hi].tolist(),
-                        r["version"][lo:hi].tolist(),
-                        r["country"][lo:hi].tolist(),
-                        strict=True,
-                    )
-                )
-                copy.write(buf.getvalue())
-        idx = np.flatnonzero(r["labeled"])
-        with cur.copy(
-            "COPY actuals (model_id, prediction_id, label, weight, ts_us, received_us, pending) "
-            "FROM STDIN"
-        ) as copy:
-            for lo in range(0, idx.size, chunk):
-                part = idx[lo : lo + chunk]
-                buf = io.StringIO()
-                buf.writelines(
-                    f"{MODEL_ID}\tp{i}\t{y}\t{w!r}\t{(t + 7200) * 1_000_000}\t{received}\tf\n"
-                    for i, y, w, t in zip(
-                        part.tolist(),
-                        r["label"][part].tolist(),
-                        r["weight"][part].tolist(),
-                        r["ts"][part].tolist(),
-                        strict=True,
-                    )
-                )
-                copy.write(buf.getvalue())
+        copy_columns(
+            cur,
+            "predictions",
+            n,
+            {
+                "model_id": MODEL_ID,
+                "prediction_id": lambda lo, hi: [f"p{i}" for i in r["id"][lo:hi].tolist()],
+                "ts_us": r["ts"] * 1_000_000,
+                "window_start": ws,
+                "score": r["score"],
+                "model_version": r["version"],
+                "segments": lambda lo, hi: [
+                    f'{{"country": "{c}"}}' for c in r["country"][lo:hi].tolist()
+                ],
+                "received_us": received,
+            },
+        )
+        copy_columns(
+            cur,
+            "actuals",
+            idx.size,
+            {
+                "model_id": MODEL_ID,
+                "prediction_id": lambda lo, hi: [f"p{i}" for i in idx[lo:hi].tolist()],
+                "label": r["label"][idx],
+                "weight": r["weight"][idx],
+                "ts_us": (r["ts"][idx] + 7200) * 1_000_000,
+                "received_us": received,
+                "pending": "f",
+            },
+        )
         cur.executemany(
             "INSERT INTO dirty_windows (model_id, window_start, generation) VALUES (%s, %s, 1)",
             [(MODEL_ID, int(w)) for w in np.unique(ws).tolist()],

@@ -78,8 +78,9 @@ def _load_shape(request: Request, model_id: str) -> ModelShape:
 # current (service.ModelChanged otherwise), and a refusal (422) from a cached shape is
 # re-checked against a fresh read before it is answered: at most this many tries.
 _MODEL_TRIES = 3
-# Batches up to this many records are prepared on the event loop (~0.5 ms for 1,000
-# binary rows); larger ones in the threadpool, where the hop costs little beside them.
+# Batches up to this many values (records, times classes for a multiclass model) are
+# prepared on the event loop (~0.5 ms for 1,000 binary records); larger ones in the
+# threadpool, where the hop costs little beside them and the loop keeps answering.
 _PREPARE_ON_LOOP_MAX = 1_000
 
 
@@ -131,7 +132,7 @@ async def _ingest_on_loop(
             )
             rows = (
                 prepare()
-                if len(items) <= _PREPARE_ON_LOOP_MAX
+                if len(items) * (len(model.classes) if model.classes else 1) <= _PREPARE_ON_LOOP_MAX
                 else await run_in_threadpool(prepare)
             )
             async with pool.connection() as conn:
