@@ -82,8 +82,8 @@ def test_out_of_range_timestamps_are_422_naming_the_record(db: Db, bounded_serve
 
 def test_every_returned_window_has_a_four_digit_year() -> None:
     start = calendar.timegm((5, 1, 1, 0, 0, 0))  # year 5, stored by an older version
-    assert history_json._iso_seconds(start) == "0005-01-01T00:00:00Z"
-    assert history_json._iso_seconds(0) == "1970-01-01T00:00:00Z"
+    assert history_json.iso_seconds(start) == "0005-01-01T00:00:00Z"
+    assert history_json.iso_seconds(0) == "1970-01-01T00:00:00Z"
 
 
 def test_bounds_are_a_pure_function_of_the_clock() -> None:
