@@ -77,9 +77,13 @@ class StatementPool:
                 return conn  # busy: it was used moments ago
             try:
                 await conn.execute("SELECT 1")
-                return conn
             except psycopg.Error:
                 await conn.close()  # broken while idle (a restart): try the next one
+                continue
+            except BaseException:
+                await conn.close()  # cancelled mid-ping: it may be mid-protocol
+                raise
+            return conn
         return await self._open()
 
     @asynccontextmanager

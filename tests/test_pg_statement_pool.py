@@ -189,7 +189,7 @@ def test_a_cut_deadline_bounds_the_lock_wait_and_stays_local(pg_db: Db, model: s
             await pool.close()
 
     waited, idle, shown = asyncio.run(run())
-    assert 0.2 < waited < 1.0, waited
+    assert 0.2 < waited < 1.5, waited  # the connection's own bound would be 2 s
     assert idle == 1  # a clean lock timeout leaves the connection usable
     assert shown == ("2s",)
     assert pg_db.count("predictions") == 0
@@ -212,4 +212,4 @@ def test_a_fresh_request_waits_the_connections_own_bound(pg_db: Db, model: str) 
             await pool.close()
 
     waited = asyncio.run(run())
-    assert BOUND_S - 0.1 < waited < BOUND_S + 1.0, waited
+    assert BOUND_S - 0.1 < waited < BOUND_S + 1.5, waited
