@@ -127,8 +127,6 @@ def _sqlite_begin(request_bound_ms: int | None) -> Callable[[Any], None]:
 def _pg_request_begin(bound_ms: int) -> Callable[[Any], None]:
     def on_begin(conn: Any) -> None:
         options = conn.get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
-            return  # is_local settings would die with their own statement (see below)
         cut_ms = cut_lock_timeout_ms(bound_ms)
         readonly = options.get("lossmon_readonly", False)
         if cut_ms is None and not readonly:

@@ -193,15 +193,13 @@ def insert_predictions(
     On PostgreSQL this is ONE statement, and the API runs it in autocommit
     (insert_predictions_on): keep it one statement, or its parts stop being atomic."""
     if is_postgres(session):
-        arrays, params = pg_prediction_params(rows)
-        params.update(model_id=model_id, version=model_version, received_us=received_us)
+        sql, params = _pg_ingest(model_id, model_version, rows, received_us)
         cur = _packed_cursor(session)
         try:
-            cur.execute(pg_ingest_predictions_sql(arrays), params)
-            inserted, current = cur.fetchone()
+            cur.execute(sql, params)
+            return _pg_inserted(cur.fetchone())
         finally:
             cur.close()
-        return int(inserted) if current else None
     # SQLite: the BEGIN IMMEDIATE transaction holds the write lock, so the model cannot
     # change between this check and the insert.
     stored = session.scalar(select(MonitoredModel.updated_at).where(MonitoredModel.id == model_id))
@@ -255,17 +253,28 @@ async def insert_predictions_on(
     (app/pg_statement_pool.py): the same one statement. `lock_timeout_ms` (a request
     whose deadline was cut, app/db.py cut_lock_timeout_ms) goes in one pipeline with it,
     in the statement's own implicit transaction: still one round trip."""
-    arrays, params = pg_prediction_params(rows)
-    params.update(model_id=model_id, version=model_version, received_us=received_us)
-    sql = pg_ingest_predictions_sql(arrays)
+    sql, params = _pg_ingest(model_id, model_version, rows, received_us)
     if lock_timeout_ms is None:
         cur = await conn.execute(sql, params)
     else:
         async with conn.pipeline():
             await conn.execute(SET_LOCAL_LOCK_TIMEOUT, (str(lock_timeout_ms),))
             cur = await conn.execute(sql, params)
-    row = await cur.fetchone()
-    assert row is not None  # the statement's SELECT returns one row
+    return _pg_inserted(await cur.fetchone())
+
+
+def _pg_ingest(
+    model_id: str, model_version: datetime, rows: PredictionRows, received_us: int
+) -> tuple[str, dict[str, Any]]:
+    """pg_ingest_predictions_sql and its parameters, for both inserts above."""
+    arrays, params = pg_prediction_params(rows)
+    params.update(model_id=model_id, version=model_version, received_us=received_us)
+    return pg_ingest_predictions_sql(arrays), params
+
+
+def _pg_inserted(row: Any) -> int | None:
+    """The statement's one row (inserted count, model current) as insert_predictions
+    answers it."""
     inserted, current = row
     return int(inserted) if current else None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from fastapi import APIRouter, Request
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import counters as observability_counters
 from app.api import responses
-from app.api.deps import Ingest, SettingsDep, Transaction, TransactionDep
+from app.api.deps import Ingest, SettingsDep, TransactionDep
 from app.api.errors import ApiError, batch_too_large_message
 from app.api.json_body import ValidateJsonRoute, register_fast_decoder
 from app.api.write_gate import WriteGate
@@ -84,72 +84,71 @@ _MODEL_TRIES = 3
 _PREPARE_ON_LOOP_MAX = 1_000
 
 
-def _with_cached_model(
-    request: Request,
-    model_id: str,
-    transaction: Transaction,
-    work: Callable[[Session, ModelShape], T],
+async def _against_cached_model(
+    request: Request, model_id: str, attempt: Callable[[ModelShape], Awaitable[T]]
 ) -> T:
-    """Run `work` in one transaction against the cached model shape (see _MODEL_TRIES)."""
+    """`attempt(model)` against the cached model shape (see _MODEL_TRIES); a cache hit
+    costs no thread hop."""
     cache: ModelCache = request.app.state.model_cache
-    for attempt in range(_MODEL_TRIES):
-        model = cache.get(model_id, lambda: _load_shape(request, model_id))
-        try:
-            with transaction() as session:
-                return work(session, model)
-        except (service.ModelChanged, Invalid):
-            cache.forget(model_id)
-            if attempt == _MODEL_TRIES - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def _ingest_on_loop(
-    request: Request,
-    model_id: str,
-    items: Sequence[PredictionFields],
-    now_us: int,
-    pool: StatementPool,
-) -> service.PredictionResult:
-    """PostgreSQL: the batch's one statement awaited on the event loop (no thread hop,
-    app/pg_statement_pool.py), against the cached model shape (see _MODEL_TRIES)."""
-    settings: Settings = request.app.state.settings
-    cache: ModelCache = request.app.state.model_cache
-    bound_ms = int(settings.db_lock_timeout_s * 1000)
-    for attempt in range(_MODEL_TRIES):
+    for tried in range(_MODEL_TRIES):
         model = cache.cached(model_id)
         if model is None:
             model = await run_in_threadpool(
                 cache.get, model_id, lambda: _load_shape(request, model_id)
             )
         try:
-            prepare = functools.partial(
-                service.prepare_predictions,
-                model=model,
-                items=items,
-                now_us=now_us,
-                max_future_s=settings.max_future_s,
-            )
-            rows = (
-                prepare()
-                if len(items) * (len(model.classes) if model.classes else 1) <= _PREPARE_ON_LOOP_MAX
-                else await run_in_threadpool(prepare)
-            )
-            async with pool.connection() as conn:
-                accepted = await bulk.insert_predictions_on(
-                    conn,
-                    model_id=model.id,
-                    model_version=model.updated_at,
-                    rows=rows,
-                    received_us=now_us,
-                    lock_timeout_ms=cut_lock_timeout_ms(bound_ms),
-                )
-            return service.prediction_result(model, len(items), accepted)
+            return await attempt(model)
         except (service.ModelChanged, Invalid):
             cache.forget(model_id)
-            if attempt == _MODEL_TRIES - 1:
+            if tried == _MODEL_TRIES - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+async def _insert_on_loop(
+    request: Request,
+    model: ModelShape,
+    items: Sequence[PredictionFields],
+    now_us: int,
+    pool: StatementPool,
+) -> service.PredictionResult:
+    """PostgreSQL: the batch's one statement awaited on the event loop (no thread hop,
+    app/pg_statement_pool.py)."""
+    settings: Settings = request.app.state.settings
+    prepare = functools.partial(
+        service.prepare_predictions,
+        model=model,
+        items=items,
+        now_us=now_us,
+        max_future_s=settings.max_future_s,
+    )
+    values = len(items) * (len(model.classes) if model.classes else 1)
+    rows = prepare() if values <= _PREPARE_ON_LOOP_MAX else await run_in_threadpool(prepare)
+    async with pool.connection() as conn:
+        accepted = await bulk.insert_predictions_on(
+            conn,
+            model_id=model.id,
+            model_version=model.updated_at,
+            rows=rows,
+            received_us=now_us,
+            lock_timeout_ms=cut_lock_timeout_ms(int(settings.db_lock_timeout_s * 1000)),
+        )
+    return service.prediction_result(model, len(items), accepted)
+
+
+def _insert_in_transaction(
+    request: Request, model: ModelShape, items: Sequence[PredictionFields], now_us: int
+) -> service.PredictionResult:
+    """Elsewhere (SQLite): one transaction, in the threadpool."""
+    settings: Settings = request.app.state.settings
+    with session_scope(request.app.state.session_factory) as session:
+        return service.ingest_predictions(
+            session=session,
+            model=model,
+            items=items,
+            now_us=now_us,
+            max_future_s=settings.max_future_s,
+        )
 
 
 @router.post(
@@ -176,23 +175,14 @@ async def post_predictions(
     semaphore = await gate.enter()
     try:
         pool: StatementPool | None = getattr(request.app.state, "statement_pool", None)
-        if pool is not None:
-            result = await _ingest_on_loop(request, model_id, batch.predictions, now_us, pool)
-        else:
-            factory: sessionmaker[Session] = request.app.state.session_factory
+        items = batch.predictions
 
-            def work(session: Session, model: ModelShape) -> service.PredictionResult:
-                return service.ingest_predictions(
-                    session=session,
-                    model=model,
-                    items=batch.predictions,
-                    now_us=now_us,
-                    max_future_s=settings.max_future_s,
-                )
+        async def attempt(model: ModelShape) -> service.PredictionResult:
+            if pool is not None:
+                return await _insert_on_loop(request, model, items, now_us, pool)
+            return await run_in_threadpool(_insert_in_transaction, request, model, items, now_us)
 
-            result = await run_in_threadpool(
-                _with_cached_model, request, model_id, lambda: session_scope(factory), work
-            )
+        result = await _against_cached_model(request, model_id, attempt)
     finally:
         semaphore.release()
     observability_counters.record_predictions(model_id, result.accepted, result.duplicates)

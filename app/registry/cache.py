@@ -50,17 +50,19 @@ class ModelCache:
 
     def cached(self, model_id: str) -> ModelShape | None:
         """The cached shape while it is fresh (None: call get with a loader)."""
+        return self._fresh(model_id, self._clock())
+
+    def _fresh(self, model_id: str, now: float) -> ModelShape | None:
         with self._lock:
             hit = self._shapes.get(model_id)
-        return hit[1] if hit is not None and self._clock() < hit[0] else None
+        return hit[1] if hit is not None and now < hit[0] else None
 
     def get(self, model_id: str, load: Callable[[], ModelShape]) -> ModelShape:
         """The cached shape, or load() (which raises for an unknown model)."""
         now = self._clock()
-        with self._lock:
-            hit = self._shapes.get(model_id)
-        if hit is not None and now < hit[0]:
-            return hit[1]
+        shape = self._fresh(model_id, now)
+        if shape is not None:
+            return shape
         shape = load()
         with self._lock:
             if len(self._shapes) >= MAX_ENTRIES:

@@ -164,10 +164,9 @@ def _row_index(raw: DataFrame) -> bool:
     return isinstance(fields, T.StructType) and "row_index" in fields.fieldNames()
 
 
-def _row_order(raw: DataFrame) -> Column:
-    if _row_index(raw):
-        return F.col("_metadata.row_index")
-    return F.monotonically_increasing_id()
+def _row_order(in_file: bool) -> Column:
+    """`rid`: the row's index in its file, else an id that grows with the position."""
+    return F.col("_metadata.row_index") if in_file else F.monotonically_increasing_id()
 
 
 def predictions(
@@ -235,9 +234,10 @@ def predictions(
         name = segment_cols[key]
         _require(raw, source, name, f"segment {key!r}")
         out.append(_as_text(raw, source, name).alias(f"s{i}"))
+    rid_in_file = _row_index(raw)
     out += [
         F.col("_metadata.file_path").alias("fpath"),
-        _row_order(raw).alias("rid"),
+        _row_order(rid_in_file).alias("rid"),
     ]
     observed, validation = _observe(raw, source, checks)
     return Predictions(
@@ -246,7 +246,7 @@ def predictions(
         n_classes=0 if classes is None else len(classes),
         validation=validation,
         unchecked=raw.select(*out),
-        rid_in_file=_row_index(raw),
+        rid_in_file=rid_in_file,
     )
 
 
@@ -312,17 +312,18 @@ def actuals(
     else:
         ts = F.lit(None).cast("long")
     observed, validation = _observe(raw, source, checks)
+    rid_in_file = _row_index(raw)
     out = [
         pid.alias("pid"),
         label.alias("label"),
         weight.alias("weight"),
         ts.alias("ts_us"),
         F.col("_metadata.file_path").alias("fpath"),
-        _row_order(raw).alias("rid"),
+        _row_order(rid_in_file).alias("rid"),
     ]
     return Actuals(
         frame=observed.select(*out),
         validation=validation,
         unchecked=raw.select(*out),
-        rid_in_file=_row_index(raw),
+        rid_in_file=rid_in_file,
     )
