@@ -483,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             (
                 f"{name}: CPU s/run (" + " / ".join(cpu_keys) + ")",
-                " / ".join(f"{median([ph.cpu_s[k] for ph in phs]):.1f}" for k in cpu_keys),
+                " / ".join(f"{median([ph.cpu_s[k] for ph in phs]):.2f}" for k in cpu_keys),
             ),
             (
                 f"{name}: rows in table after each run",

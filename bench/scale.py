@@ -244,9 +244,11 @@ class Passes:
         self.read_factory = make_sessionmaker(self.engine, readonly=True)
 
     def _model(self, session: Any) -> Any:
+        """The model's shape, as the API reads it for a write."""
+        from app.registry.cache import ModelShape
         from app.registry.models import MonitoredModel
 
-        return session.get(MonitoredModel, MODEL_ID)
+        return ModelShape.of(session.get(MonitoredModel, MODEL_ID))
 
     def _pass(self) -> tuple[float, int]:
         from app.windows.service import compute_pass
@@ -260,6 +262,7 @@ class Passes:
     def steady(self, hour_start: int, tag: str) -> dict[str, Any]:
         from app.db import session_scope
         from app.ingestion import service
+        from app.ingestion.columns import PredictionColumns
         from app.ingestion.schemas import ActualIn, PredictionIn
 
         rng = np.random.default_rng(hash(tag) % 2**32)
@@ -285,7 +288,7 @@ class Passes:
                 service.ingest_predictions(
                     session=session,
                     model=self._model(session),
-                    items=preds[lo : lo + 10_000],
+                    batch=PredictionColumns.of(preds[lo : lo + 10_000]),
                     now_us=now_us,
                     max_future_s=self.settings.max_future_s,
                 )
@@ -385,7 +388,9 @@ def retention_under_load(db: Database, *, base: int, windows: int, rows: int) ->
     from app.config import load_settings
     from app.db import create_engine_for, make_sessionmaker, session_scope
     from app.ingestion import service as ingest_service
+    from app.ingestion.columns import PredictionColumns
     from app.ingestion.schemas import PredictionIn
+    from app.registry.cache import ModelShape
     from app.registry.models import MonitoredModel
     from app.retention import service as retention
     from app.windows import service as window_service
@@ -428,10 +433,11 @@ def retention_under_load(db: Database, *, base: int, windows: int, rows: int) ->
                 t0 = time.perf_counter()
                 with session_scope(factory) as session:
                     model = session.get(MonitoredModel, MODEL_ID)
+                    assert model is not None
                     ingest_service.ingest_predictions(
                         session=session,
-                        model=model,
-                        items=items,
+                        model=ModelShape.of(model),
+                        batch=PredictionColumns.of(items),
                         now_us=int(time.time() * 1e6),
                         max_future_s=settings.max_future_s,
                     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import APIRouter, Request
@@ -29,7 +29,6 @@ from app.ingestion.schemas import (
     IngestActualsOut,
     IngestPredictionsOut,
     PredictionBatch,
-    PredictionFields,
 )
 from app.pg_statement_pool import StatementPool
 from app.registry import service as model_service
@@ -105,24 +104,28 @@ async def _against_cached_model(
     raise AssertionError("unreachable")
 
 
+def _prepare(
+    request: Request, model: ModelShape, batch: PredictionBatch, now_us: int
+) -> bulk.PredictionRows:
+    settings: Settings = request.app.state.settings
+    return service.prepare_predictions(
+        model=model, batch=batch.columns(), now_us=now_us, max_future_s=settings.max_future_s
+    )
+
+
 async def _insert_on_loop(
     request: Request,
     model: ModelShape,
-    items: Sequence[PredictionFields],
+    batch: PredictionBatch,
     now_us: int,
     pool: StatementPool,
 ) -> service.PredictionResult:
     """PostgreSQL: the batch's one statement awaited on the event loop (no thread hop,
     app/pg_statement_pool.py)."""
     settings: Settings = request.app.state.settings
-    prepare = functools.partial(
-        service.prepare_predictions,
-        model=model,
-        items=items,
-        now_us=now_us,
-        max_future_s=settings.max_future_s,
-    )
-    values = len(items) * (len(model.classes) if model.classes else 1)
+    prepare = functools.partial(_prepare, request, model, batch, now_us)
+    sent = len(batch.predictions)
+    values = sent * (len(model.classes) if model.classes else 1)
     rows = prepare() if values <= _PREPARE_ON_LOOP_MAX else await run_in_threadpool(prepare)
     async with pool.connection() as conn:
         accepted = await bulk.insert_predictions_on(
@@ -133,11 +136,11 @@ async def _insert_on_loop(
             received_us=now_us,
             lock_timeout_ms=cut_lock_timeout_ms(int(settings.db_lock_timeout_s * 1000)),
         )
-    return service.prediction_result(model, len(items), accepted)
+    return service.prediction_result(model, sent, accepted)
 
 
 def _insert_in_transaction(
-    request: Request, model: ModelShape, items: Sequence[PredictionFields], now_us: int
+    request: Request, model: ModelShape, batch: PredictionBatch, now_us: int
 ) -> service.PredictionResult:
     """Elsewhere (SQLite): one transaction, in the threadpool."""
     settings: Settings = request.app.state.settings
@@ -145,7 +148,7 @@ def _insert_in_transaction(
         return service.ingest_predictions(
             session=session,
             model=model,
-            items=items,
+            batch=batch.columns(),
             now_us=now_us,
             max_future_s=settings.max_future_s,
         )
@@ -175,12 +178,11 @@ async def post_predictions(
     semaphore = await gate.enter()
     try:
         pool: StatementPool | None = getattr(request.app.state, "statement_pool", None)
-        items = batch.predictions
 
         async def attempt(model: ModelShape) -> service.PredictionResult:
             if pool is not None:
-                return await _insert_on_loop(request, model, items, now_us, pool)
-            return await run_in_threadpool(_insert_in_transaction, request, model, items, now_us)
+                return await _insert_on_loop(request, model, batch, now_us, pool)
+            return await run_in_threadpool(_insert_in_transaction, request, model, batch, now_us)
 
         result = await _against_cached_model(request, model_id, attempt)
     finally:

@@ -6,20 +6,20 @@ so they live in the service and report errors in the same index/field/message fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StringConstraints,
     field_validator,
 )
 from pydantic.json_schema import JsonDict, WithJsonSchema
 
+from app.ingestion.columns import PredictionColumns
 from app.json_types import (
     NO_NUL,
     SEGMENT_KEY_PATTERN,
@@ -117,28 +117,18 @@ class PredictionIn(BaseModel):
         return v
 
 
-class PredictionFields(Protocol):
-    """What the service reads of a prediction: a PredictionIn, or the struct the fast
-    decoder (fast_decode.py) builds for the same JSON."""
-
-    @property
-    def prediction_id(self) -> str: ...
-    @property
-    def timestamp(self) -> datetime | None: ...
-    @property
-    def score(self) -> float | None: ...
-    @property
-    def probabilities(self) -> dict[str, float] | None: ...
-    @property
-    def model_version(self) -> str: ...
-    @property
-    def segments(self) -> dict[str, str] | None: ...
-
-
 class PredictionBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     predictions: list[PredictionIn] = Field(min_length=1)
+    # Set by the fast decoder (fast_decode.py), which builds the columns itself.
+    _columns: PredictionColumns | None = PrivateAttr(default=None)
+
+    def columns(self) -> PredictionColumns:
+        """The batch as the service reads it."""
+        if self._columns is None:
+            self._columns = PredictionColumns.of(self.predictions)
+        return self._columns
 
 
 class IngestPredictionsOut(BaseModel):
@@ -184,18 +174,3 @@ class IngestActualsOut(BaseModel):
         description="not kept: the actual's timestamp is older than the model's "
         "retention_days and its prediction is not stored (accepted + expired = sent)",
     )
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def as_utc_micros(ts: datetime) -> int:
-    """Exact epoch microseconds (float timestamp() would round)."""
-    return (ts - _EPOCH) // _MICROSECOND
-
-
-def utc_micros_each(timestamps: Iterable[datetime | None]) -> list[int | None]:
-    """as_utc_micros of each (None stays None), without a function call per row: a
-    1,000-row batch spent ~3% of the server's CPU in those calls (py-spy)."""
-    return [None if t is None else (t - _EPOCH) // _MICROSECOND for t in timestamps]

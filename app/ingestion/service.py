@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 
 from app.errors import Invalid, Unavailable, item_error
 from app.ingestion import bulk, time_bounds
+from app.ingestion.columns import PredictionColumns
 from app.ingestion.models import Actual, Prediction
-from app.ingestion.schemas import ActualIn, PredictionFields, as_utc_micros, utc_micros_each
+from app.ingestion.schemas import ActualIn
+from app.ingestion.timestamps import as_utc_micros
 from app.registry import horizon
 from app.registry.cache import ModelShape
 from app.windows import dirty
@@ -55,40 +57,17 @@ def window_start_of(ts_us: int, window_seconds: int) -> int:
     return (ts_us // 1_000_000) // window_seconds * window_seconds
 
 
-def _segments_json(items: Sequence[PredictionFields]) -> list[str | None]:
-    """JSON text per row; a serving system sends few distinct segment sets, so encode
-    each distinct one once."""
-    given = [item.segments for item in items]
-    # Most batches carry one segment set (or none): dict == runs in C.
-    if given and given.count(given[0]) == len(given):
-        first = given[0]
-        return [json.dumps(dict(sorted(first.items()))) if first else None] * len(given)
-    cache: dict[tuple[tuple[str, str], ...], str] = {}
-    out: list[str | None] = []
-    for segments in given:
-        if not segments:
-            out.append(None)
-            continue
-        key = tuple(sorted(segments.items()))
-        text = cache.get(key)
-        if text is None:
-            text = cache[key] = json.dumps(dict(key))
-        out.append(text)
-    return out
-
-
 # API.md: multiclass probabilities sum to 1 within this tolerance.
 PROBABILITY_SUM_TOLERANCE = 1e-6
 
 
-def _check_binary_predictions(
-    items: Sequence[PredictionFields], scores: list[float | None]
-) -> list[dict[str, Any]]:
-    if None not in scores and all(item.probabilities is None for item in items):
+def _check_binary_predictions(batch: PredictionColumns) -> list[dict[str, Any]]:
+    scores, probabilities = batch.scores, batch.probabilities
+    if None not in scores and probabilities.count(None) == len(probabilities):
         return []  # the usual batch, checked without building anything per row
     errors = []
-    for i, item in enumerate(items):
-        if item.probabilities is not None:
+    for i, (score, given) in enumerate(zip(scores, probabilities, strict=True)):
+        if given is not None:
             errors.append(
                 item_error(
                     i,
@@ -96,7 +75,7 @@ def _check_binary_predictions(
                     "probabilities is for multiclass models; a binary model takes score",
                 )
             )
-        elif item.score is None:
+        elif score is None:
             errors.append(item_error(i, "score", "score is required (P(positive class))"))
     return errors
 
@@ -115,29 +94,29 @@ def _class_list_error(classes: Sequence[str], given: dict[str, float]) -> str | 
 
 
 def _multiclass_probabilities(
-    items: Sequence[PredictionFields], classes: Sequence[str]
+    batch: PredictionColumns, classes: Sequence[str]
 ) -> tuple[list[str | None], list[dict[str, Any]]]:
     """JSON text of each row's probabilities in class order, and the errors."""
     out: list[str | None] = []
     errors = []
-    for i, item in enumerate(items):
-        if item.score is not None:
+    for i, (score, given) in enumerate(zip(batch.scores, batch.probabilities, strict=True)):
+        if score is not None:
             errors.append(
                 item_error(
                     i, "score", "score is for binary models; a multiclass model takes probabilities"
                 )
             )
             continue
-        if item.probabilities is None:
+        if given is None:
             errors.append(
                 item_error(i, "probabilities", "probabilities is required (one per class)")
             )
             continue
-        message = _class_list_error(classes, item.probabilities)
+        message = _class_list_error(classes, given)
         if message is not None:
             errors.append(item_error(i, "probabilities", message))
             continue
-        values = [item.probabilities[c] for c in classes]
+        values = [given[c] for c in classes]
         total = math.fsum(values)
         if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
             errors.append(
@@ -152,7 +131,7 @@ def _multiclass_probabilities(
 
 
 def _timestamp_errors(
-    items: Sequence[PredictionFields] | Sequence[ActualIn], *, now_us: int, max_future_s: float
+    items: Sequence[ActualIn], *, now_us: int, max_future_s: float
 ) -> list[dict[str, Any]]:
     return time_bounds.out_of_range(
         [as_utc_micros(t) if (t := item.timestamp) else None for item in items],
@@ -164,21 +143,20 @@ def _timestamp_errors(
 def prepare_predictions(
     *,
     model: ModelShape,
-    items: Sequence[PredictionFields],
+    batch: PredictionColumns,
     now_us: int,
     max_future_s: float,
 ) -> bulk.PredictionRows:
     """Validate a batch against the model and build its column arrays (pure: no I/O).
     Raises Invalid with every record's errors; nothing is stored then."""
-    n = len(items)
-    scores = [item.score for item in items]
+    n = len(batch)
+    scores = batch.scores
     probabilities: list[str | None] = [None] * n
     if model.task == "multiclass":
-        probabilities, errors = _multiclass_probabilities(items, model.classes or ())
+        probabilities, errors = _multiclass_probabilities(batch, model.classes or ())
     else:
-        errors = _check_binary_predictions(items, scores)
-    # Each timestamp converted once.
-    ts_in = utc_micros_each([item.timestamp for item in items])
+        errors = _check_binary_predictions(batch)
+    ts_in = batch.timestamps_us
     errors += time_bounds.out_of_range(ts_in, now_us=now_us, max_future_s=max_future_s)
     if errors:
         raise Invalid(sorted(errors, key=lambda e: e["index"]))
@@ -186,7 +164,7 @@ def prepare_predictions(
     # Rows go in sorted by prediction_id (the same lock order in every transaction), the
     # first of a repeated id only (first write wins, also within a batch). The usual batch
     # has unique ids, often already sorted: that is found and kept without a Python loop.
-    ids = [item.prediction_id for item in items]
+    ids = batch.prediction_ids
     order: list[int] | None
     if len(set(ids)) == n:
         ordered_ids = sorted(ids)
@@ -203,8 +181,8 @@ def prepare_predictions(
         if None not in ts_in
         else [now_us if u is None else u for u in ts_in]
     )
-    versions = [item.model_version for item in items]
-    segments = _segments_json(items)
+    versions = batch.model_versions
+    segments = batch.segments
     if order is not None:
         ts = [ts[i] for i in order]
         scores = [scores[i] for i in order]
@@ -235,11 +213,11 @@ def ingest_predictions(
     *,
     session: Session,
     model: ModelShape,
-    items: Sequence[PredictionFields],
+    batch: PredictionColumns,
     now_us: int,
     max_future_s: float,
 ) -> PredictionResult:
-    rows = prepare_predictions(model=model, items=items, now_us=now_us, max_future_s=max_future_s)
+    rows = prepare_predictions(model=model, batch=batch, now_us=now_us, max_future_s=max_future_s)
     accepted = bulk.insert_predictions(
         session=session,
         model_id=model.id,
@@ -247,7 +225,7 @@ def ingest_predictions(
         rows=rows,
         received_us=now_us,
     )
-    return prediction_result(model, len(items), accepted)
+    return prediction_result(model, len(batch), accepted)
 
 
 def _binary_label(value: bool | int | str) -> int | None:

@@ -1,6 +1,6 @@
 """The msgspec fast path (app/ingestion/fast_decode.py) against the Pydantic models it
-mirrors: whatever it accepts, Pydantic accepts with the same values; what it refuses
-goes to Pydantic (and its 422)."""
+mirrors: whatever it accepts, Pydantic accepts, and the columns the service reads are the
+same; what it refuses goes to Pydantic (and its 422)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,9 @@ from pydantic import ValidationError
 
 pytest.importorskip("msgspec")  # an old venv without it serves Pydantic only
 
+from app.ingestion.columns import PredictionColumns
 from app.ingestion.fast_decode import decode_prediction_batch
 from app.ingestion.schemas import PredictionBatch
-
-_FIELDS = ("prediction_id", "timestamp", "score", "probabilities", "model_version", "segments")
-
-
-def _values(record: Any) -> dict[str, Any]:
-    out = {f: getattr(record, f) for f in _FIELDS}
-    ts = out["timestamp"]
-    out["timestamp"] = None if ts is None else (ts, ts.utcoffset())
-    return out
 
 
 def _check(body: bytes) -> bool:
@@ -36,7 +28,8 @@ def _check(body: bytes) -> bool:
         slow = PredictionBatch.model_validate_json(body)
     except ValidationError as e:  # pragma: no cover - the failure being tested for
         raise AssertionError(f"fast path accepted what Pydantic refuses: {body!r}: {e}") from e
-    assert [_values(r) for r in fast.predictions] == [_values(r) for r in slow.predictions]
+    assert fast.columns() == PredictionColumns.of(slow.predictions)
+    assert len(fast.predictions) == len(slow.predictions)
     return True
 
 
@@ -144,3 +137,41 @@ def test_the_fast_path_takes_ordinary_batches() -> None:
 )
 def test_what_the_fast_path_must_leave_to_pydantic(record: dict[str, Any]) -> None:
     assert decode_prediction_batch(json.dumps({"predictions": [record]}).encode()) is None
+
+
+def test_mixed_batches_give_the_same_columns() -> None:
+    # Timestamps in the column parser's layouts, in others (parsed one by one), and
+    # missing; segment sets repeated, distinct, empty, null and missing.
+    stamps = [
+        "2026-11-20T10:30:00.123456Z",
+        "2026-11-20T10:30:00Z",
+        "2026-11-20T10:30:00.5+01:00",
+        "2026-11-20t10:30:00z",
+        "2026-11-20 10:30:00+0530",
+        None,
+    ]
+    segments = [{"country": "DE"}, {"b": "2", "a": "1"}, {}, None, "missing"]
+    records = []
+    for i in range(60):
+        record: dict[str, Any] = {"prediction_id": f"p{i}", "score": i / 60}
+        if (stamp := stamps[i % len(stamps)]) is not None:
+            record["timestamp"] = stamp
+        if (given := segments[i % len(segments)]) != "missing":
+            record["segments"] = given
+        records.append(record)
+    assert _check(json.dumps({"predictions": records}).encode())
+    # One layout only, missing timestamps and one segment set: the column paths alone.
+    same = [{**r, "timestamp": stamps[0], "segments": segments[0]} for r in records[:5]]
+    assert _check(json.dumps({"predictions": [*same, {"prediction_id": "x", "score": 1}]}).encode())
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["2026-11-20T10:00:00Z", "2026-11-20t10:00:00.1234567Z"],  # the general way rounds
+        ["2026-11-20T10:00:00Z", "2026-11-20T10:00:00"],  # no offset
+    ],
+)
+def test_a_batch_with_one_such_timestamp_is_left_to_pydantic(texts: list[str]) -> None:
+    records = [{"prediction_id": f"p{i}", "timestamp": t} for i, t in enumerate(texts)]
+    assert decode_prediction_batch(json.dumps({"predictions": records}).encode()) is None
