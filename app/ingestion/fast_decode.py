@@ -112,11 +112,15 @@ def _timestamps_us(texts: list[str | None]) -> list[int | None]:
 _SUB_MICROSECOND = re.compile(r"\.\d{7}")
 
 
+# Below this many texts one numpy pass costs more than parsing each (~16 µs fixed,
+# against ~0.3 µs a text).
+_COLUMN_MIN = 64
+
+
 def _parse(texts: list[str]) -> list[int]:
     """Epoch microseconds; the usual layouts as one numpy pass (timestamps.py), others
-    by msgspec's RFC 3339 parser, as when it decoded each record's datetime."""
-    fast = parse_utc_micros(texts)
-    if fast is not None:
+    (and short columns) by msgspec's RFC 3339 parser, one text at a time."""
+    if len(texts) >= _COLUMN_MIN and (fast := parse_utc_micros(texts)) is not None:
         return fast
     if _SUB_MICROSECOND.search("\n".join(texts)):
         raise _Refused

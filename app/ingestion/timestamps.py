@@ -80,8 +80,15 @@ def parse_utc_micros(texts: Sequence[str]) -> list[int] | None:
 
 def _parse_same_length(texts: Sequence[str]) -> list[int] | None:
     """parse_utc_micros of texts that must all be as long as the first."""
-    length = len(texts[0])
-    layout = _layout(texts[0][-6:], length)
+    first = texts[0]
+    length = len(first)
+    if length >= 20 and first[-1] == "Z":
+        offset = False
+    elif length >= 25 and first[-6] in "+-" and first[-3] == ":":
+        offset = True
+    else:
+        return None
+    layout = _layout(length, offset)
     if layout is None:
         return None
     # Each text followed by a separator: its column must hold the separator in every
@@ -102,15 +109,9 @@ _SEPARATOR = "|"
 
 
 @functools.lru_cache(maxsize=64)
-def _layout(tail: str, length: int) -> _Layout | None:
-    """The layout of texts this long ending in `tail` (their last 6 characters)."""
-    if length >= 20 and tail[-1] == "Z":
-        offset, zone = False, 1
-    elif length >= 25 and tail[0] in "+-" and tail[3] == ":":
-        offset, zone = True, 6
-    else:
-        return None
-    before_zone = length - zone
+def _layout(length: int, offset: bool) -> _Layout | None:
+    """The layout of texts this long, ending in ±HH:MM (`offset`) or Z."""
+    before_zone = length - (6 if offset else 1)
     if before_zone == 19:
         return _Layout(length, 0, offset)
     if 21 <= before_zone <= 26:  # the '.' is checked with the rest

@@ -17,6 +17,7 @@ pytest.importorskip("msgspec")  # an old venv without it serves Pydantic only
 from app.ingestion.columns import PredictionColumns
 from app.ingestion.fast_decode import decode_prediction_batch
 from app.ingestion.schemas import PredictionBatch
+from app.ingestion.timestamps import parse_utc_micros
 
 
 def _check(body: bytes) -> bool:
@@ -123,6 +124,8 @@ def test_the_fast_path_takes_ordinary_batches() -> None:
         for i in range(100)
     ] + [{"prediction_id": "m", "probabilities": {"a": 0.25, "b": 0.75}}]
     assert _check(json.dumps({"predictions": records}).encode())
+    # ... with their timestamps parsed as one column (not one at a time).
+    assert parse_utc_micros([r["timestamp"] for r in records if "timestamp" in r]) is not None
 
 
 @pytest.mark.parametrize(
@@ -152,8 +155,8 @@ def test_mixed_batches_give_the_same_columns() -> None:
     ]
     segments = [{"country": "DE"}, {"b": "2", "a": "1"}, {}, None, "missing"]
     records = []
-    for i in range(60):
-        record: dict[str, Any] = {"prediction_id": f"p{i}", "score": i / 60}
+    for i in range(120):  # enough for the column parser (fast_decode._COLUMN_MIN)
+        record: dict[str, Any] = {"prediction_id": f"p{i}", "score": i / 120}
         if (stamp := stamps[i % len(stamps)]) is not None:
             record["timestamp"] = stamp
         if (given := segments[i % len(segments)]) != "missing":
@@ -161,7 +164,7 @@ def test_mixed_batches_give_the_same_columns() -> None:
         records.append(record)
     assert _check(json.dumps({"predictions": records}).encode())
     # One layout only, missing timestamps and one segment set: the column paths alone.
-    same = [{**r, "timestamp": stamps[0], "segments": segments[0]} for r in records[:5]]
+    same = [{**r, "timestamp": stamps[0], "segments": segments[0]} for r in records[:70]]
     assert _check(json.dumps({"predictions": [*same, {"prediction_id": "x", "score": 1}]}).encode())
 
 
