@@ -24,7 +24,7 @@ from app.compare import router as compare_router
 from app.config import Settings, load_settings
 from app.dashboard import router as dashboard_router
 from app.db import create_engine_for, make_sessionmaker
-from app.ingestion import pg_arrays
+from app.ingestion import fast_route, pg_arrays
 from app.ingestion import router as ingestion_router
 from app.ingestion import service as ingestion_service
 from app.observability import router as observability_router
@@ -137,6 +137,9 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     app.include_router(compare_router.router)
     app.include_router(spark_router.router)
     app.include_router(dashboard_router.router)
+    # Matched before the routes above: most prediction batches skip FastAPI's
+    # per-request machinery (app/ingestion/fast_route.py).
+    fast_route.install(app)
     app.mount(
         dashboard_router.STATIC_URL,
         StaticFiles(directory=dashboard_router.STATIC_DIR),

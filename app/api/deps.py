@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.errors import ApiError
@@ -101,52 +102,64 @@ def _lookup_key(factory: sessionmaker[Session], presented: str) -> KeyInfo | Non
         return None if row is None else KeyInfo(id=row.id, scope=row.scope)
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The key in an `Authorization: Bearer <key>` header, None without one (as
+    HTTPBearer(auto_error=False) reads it)."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def authorize(request: Request, presented: str | None, scope: auth_service.Scope) -> None:
+    """Raises ApiError (401, 403, 429) unless the presented key grants `scope` (admin
+    grants all). With no active key at all the API is open (serve refuses that unless
+    bound to loopback)."""
+    # On the event loop: a cache hit costs no thread hop; a miss reads the database in
+    # the threadpool.
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    cache: KeyCache = request.app.state.key_cache
+    if presented is None:
+        if not (
+            cache.known_closed()
+            or await run_in_threadpool(cache.any_active, lambda: _any_active_key(factory))
+        ):
+            return
+        raise ApiError(
+            401,
+            "missing API key: send the header Authorization: Bearer <key> "
+            "(create one with `lossmon keys create --scope ...`)",
+            headers=_UNAUTHORIZED,
+        )
+    key = cache.cached(presented) or await run_in_threadpool(
+        cache.lookup, presented, lambda: _lookup_key(factory, presented)
+    )
+    if key is None:
+        raise ApiError(401, "unknown or revoked API key", headers=_UNAUTHORIZED)
+    if not auth_service.allows(key.scope, scope):
+        raise ApiError(403, f"this API key has scope {key.scope!r}; this call needs {scope!r}")
+    request.state.api_key_id = key.id
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is not None:
+        wait = (
+            await run_in_threadpool(limiter.retry_after, key.id)
+            if limiter.blocking
+            else limiter.retry_after(key.id)
+        )
+        if wait is not None:
+            raise ApiError(
+                429,
+                f"rate limit exceeded for this API key; retry in {wait}s",
+                headers={"Retry-After": str(wait)},
+            )
+
+
 def require_scope(scope: auth_service.Scope) -> Any:
-    """A dependency: the request's key must grant `scope` (admin grants all). With no
-    active key at all the API is open (serve refuses that unless bound to loopback)."""
+    """A dependency: the request's key must grant `scope` (authorize)."""
 
     async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
-        # On the event loop: a cache hit costs no thread hop; a miss reads the database
-        # in the threadpool.
-        factory: sessionmaker[Session] = request.app.state.read_session_factory
-        cache: KeyCache = request.app.state.key_cache
-        if credentials is None:
-            if not (
-                cache.known_closed()
-                or await run_in_threadpool(cache.any_active, lambda: _any_active_key(factory))
-            ):
-                return
-            raise ApiError(
-                401,
-                "missing API key: send the header Authorization: Bearer <key> "
-                "(create one with `lossmon keys create --scope ...`)",
-                headers=_UNAUTHORIZED,
-            )
-        presented = credentials.credentials
-        key = cache.cached(presented) or await run_in_threadpool(
-            cache.lookup, presented, lambda: _lookup_key(factory, presented)
-        )
-        if key is None:
-            raise ApiError(401, "unknown or revoked API key", headers=_UNAUTHORIZED)
-        if not auth_service.allows(key.scope, scope):
-            raise ApiError(403, f"this API key has scope {key.scope!r}; this call needs {scope!r}")
-        request.state.api_key_id = key.id
-        limiter: RateLimiter | None = request.app.state.rate_limiter
-        if limiter is not None:
-            wait = (
-                await run_in_threadpool(limiter.retry_after, key.id)
-                if limiter.blocking
-                else limiter.retry_after(key.id)
-            )
-            if wait is not None:
-                raise ApiError(
-                    429,
-                    f"rate limit exceeded for this API key; retry in {wait}s",
-                    headers={"Retry-After": str(wait)},
-                )
+        await authorize(request, None if credentials is None else credentials.credentials, scope)
 
     return Depends(dependency)
 

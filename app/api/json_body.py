@@ -34,6 +34,10 @@ def register_fast_decoder(model: type[BaseModel], decode: FastDecoder) -> None:
     _fast_decoders[model] = decode
 
 
+def fast_decoder(model: type[BaseModel]) -> FastDecoder | None:
+    return _fast_decoders.get(model)
+
+
 class _ValidatedJsonRequest(Request):
     model: type[BaseModel]
 

@@ -168,6 +168,16 @@ async def post_predictions(
     # database work is ONE threadpool call (for a plain `def` route FastAPI would also
     # validate the returned model in a second thread hop, which cost a single-prediction
     # POST more than its insert, py-spy). Either way it commits before the answer.
+    # (Most batches do not get here: fast_route.py serves them, and hands this route
+    # what it does not take itself.)
+    return await ingest_predictions(request, model_id, batch)
+
+
+async def ingest_predictions(
+    request: Request, model_id: str, batch: PredictionBatch
+) -> IngestPredictionsOut:
+    """The work of POST predictions once the key is checked and the body validated: the
+    FastAPI route above and fast_route.py both end here."""
     settings: Settings = request.app.state.settings
     _check_batch(len(batch.predictions), settings.max_batch_items)
     now_us = _now_us()
