@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import numpy as np
 import psycopg
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import SET_LOCAL_LOCK_TIMEOUT, is_postgres
 from app.ingestion import pg_arrays
+from app.ingestion.timestamps import Int64s
 from app.registry.models import MonitoredModel
 from app.windows import dirty
 
@@ -35,8 +37,8 @@ class PredictionRows:
     """Column arrays of one batch, deduplicated, sorted by prediction_id."""
 
     prediction_ids: list[str]
-    ts_us: list[int]
-    window_starts: list[int]
+    ts_us: list[int] | Int64s  # numpy when the batch's timestamps were parsed as one
+    window_starts: list[int] | Int64s
     scores: list[float | None]
     probabilities: list[str | None]  # JSON list in the model's class order
     model_versions: list[str]
@@ -220,8 +222,8 @@ def insert_predictions(
                 (model_id, pid, ts, ws, sc, pr, mv, seg, received_us)
                 for pid, ts, ws, sc, pr, mv, seg in zip(
                     rows.prediction_ids,
-                    rows.ts_us,
-                    rows.window_starts,
+                    _ints(rows.ts_us),  # sqlite3 binds Python ints only
+                    _ints(rows.window_starts),
                     rows.scores,
                     rows.probabilities,
                     rows.model_versions,
@@ -236,8 +238,14 @@ def insert_predictions(
     if inserted:
         # executemany cannot RETURNING: a duplicate's window is logged too, which only
         # costs one recompute of it.
-        dirty.mark_dirty(session=session, model_id=model_id, window_starts=rows.window_starts)
+        dirty.mark_dirty(
+            session=session, model_id=model_id, window_starts=_ints(rows.window_starts)
+        )
     return inserted
+
+
+def _ints(column: list[int] | Int64s) -> list[int]:
+    return column.tolist() if isinstance(column, np.ndarray) else column
 
 
 async def insert_predictions_on(

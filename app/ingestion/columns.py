@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from app.ingestion.timestamps import utc_micros_each
+from app.ingestion.timestamps import Int64s, utc_micros_each
 
 
 class PredictionFields(Protocol):
@@ -40,7 +40,9 @@ class PredictionColumns:
     """Record i's fields at index i of each list, in the order sent."""
 
     prediction_ids: list[str]
-    timestamps_us: list[int | None]  # epoch microseconds; None: not sent
+    # Epoch microseconds: a numpy column when every record sent one and they were parsed
+    # as a column (timestamps.parse_utc_micros), else a list (None: not sent).
+    timestamps_us: list[int | None] | Int64s
     scores: list[float | None]
     probabilities: list[dict[str, float] | None]
     model_versions: list[str]

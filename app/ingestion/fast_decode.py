@@ -24,10 +24,11 @@ from datetime import datetime
 from typing import Annotated, cast
 
 import msgspec
+import numpy as np
 
 from app.ingestion.columns import PredictionColumns, segments_text
 from app.ingestion.schemas import MAX_SEGMENTS, PredictionBatch
-from app.ingestion.timestamps import as_utc_micros, parse_utc_micros
+from app.ingestion.timestamps import Int64s, as_utc_micros, parse_utc_micros
 
 _SEGMENT_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # json_types.SEGMENT_KEY_PATTERN, whole key
 
@@ -96,12 +97,16 @@ def decode_prediction_batch(body: bytes) -> PredictionBatch | None:
     return batch
 
 
-def _timestamps_us(texts: list[str | None]) -> list[int | None]:
+def _timestamps_us(texts: list[str | None]) -> list[int | None] | Int64s:
     if None not in texts:  # the usual batch: every record sent its timestamp
-        return cast("list[int | None]", _parse(cast("list[str]", texts)))
+        parsed = _parse(cast("list[str]", texts))
+        return parsed if isinstance(parsed, np.ndarray) else cast("list[int | None]", parsed)
     sent = [i for i, text in enumerate(texts) if text is not None]
+    values = _parse([cast(str, texts[i]) for i in sent])
     out: list[int | None] = [None] * len(texts)
-    for i, value in zip(sent, _parse([cast(str, texts[i]) for i in sent]), strict=True):
+    for i, value in zip(
+        sent, values.tolist() if isinstance(values, np.ndarray) else values, strict=True
+    ):
         out[i] = value
     return out
 
@@ -117,7 +122,7 @@ _SUB_MICROSECOND = re.compile(r"\.\d{7}")
 _COLUMN_MIN = 64
 
 
-def _parse(texts: list[str]) -> list[int]:
+def _parse(texts: list[str]) -> list[int] | Int64s:
     """Epoch microseconds; the usual layouts as one numpy pass (timestamps.py), others
     (and short columns) by msgspec's RFC 3339 parser, one text at a time."""
     if len(texts) >= _COLUMN_MIN and (fast := parse_utc_micros(texts)) is not None:

@@ -23,6 +23,7 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
@@ -60,7 +61,7 @@ def _head(count: int, has_null: bool, element_oid: int) -> bytes:
     return _HEAD_1D.pack(1, int(has_null), element_oid, count, 1)
 
 
-def int8_array(values: Sequence[int]) -> Int8Array:
+def int8_array(values: Sequence[int] | npt.NDArray[np.int64]) -> Int8Array:
     """bigint[] without NULLs (OverflowError past 64 bits, as PostgreSQL would refuse)."""
     elems = np.empty(len(values), dtype=_INT8_ELEMS)
     elems["len"] = 8

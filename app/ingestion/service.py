@@ -11,8 +11,9 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
@@ -21,7 +22,7 @@ from app.ingestion import bulk, time_bounds
 from app.ingestion.columns import PredictionColumns
 from app.ingestion.models import Actual, Prediction
 from app.ingestion.schemas import ActualIn
-from app.ingestion.timestamps import as_utc_micros
+from app.ingestion.timestamps import Int64s, as_utc_micros
 from app.registry import horizon
 from app.registry.cache import ModelShape
 from app.windows import dirty
@@ -175,25 +176,33 @@ def prepare_predictions(
             first.setdefault(pid, i)
         ordered_ids = sorted(first)
         order = [first[pid] for pid in ordered_ids]
-    # Most producers send every timestamp: then nothing to fill in (the check runs in C).
-    ts: list[int] = (
-        ts_in  # type: ignore[assignment]
-        if None not in ts_in
-        else [now_us if u is None else u for u in ts_in]
-    )
+    # Most producers send every timestamp: then nothing to fill in (a numpy column never
+    # has a gap; for a list, the check runs in C).
+    ts: list[int] | Int64s
+    if isinstance(ts_in, np.ndarray):
+        ts = ts_in
+    elif None not in ts_in:
+        ts = cast("list[int]", ts_in)
+    else:
+        ts = [now_us if u is None else u for u in ts_in]
     versions = batch.model_versions
     segments = batch.segments
     if order is not None:
-        ts = [ts[i] for i in order]
+        ts = ts[order] if isinstance(ts, np.ndarray) else [ts[i] for i in order]
         scores = [scores[i] for i in order]
         probabilities = [probabilities[i] for i in order]
         versions = [versions[i] for i in order]
         segments = [segments[i] for i in order]
     width = model.window_seconds
+    width_us = width * 1_000_000  # t // 1e6 // width == t // (1e6 * width): window_start_of
     return bulk.PredictionRows(
         prediction_ids=ordered_ids,
         ts_us=ts,
-        window_starts=[t // 1_000_000 // width * width for t in ts],  # window_start_of
+        window_starts=(
+            ts // width_us * width
+            if isinstance(ts, np.ndarray)
+            else [t // width_us * width for t in ts]
+        ),
         scores=scores,
         probabilities=probabilities,
         model_versions=versions,

@@ -55,11 +55,11 @@ _MONTH_LENGTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dt
 _DAYS_BEFORE_MONTH = np.concatenate(([0, 0], np.cumsum(_MONTH_LENGTH[1:-1])))
 
 
-def parse_utc_micros(texts: Sequence[str]) -> list[int] | None:
+def parse_utc_micros(texts: Sequence[str]) -> Int64s | None:
     """Epoch microseconds of each text, or None when any text is outside the layouts
     above (or names no real instant of them: 2026-02-30, 25:00, ...)."""
     if not texts:
-        return []
+        return np.empty(0, dtype=np.int64)
     parsed = _parse_same_length(texts)
     if parsed is not None or len(set(map(len, texts))) == 1:
         return parsed
@@ -68,17 +68,16 @@ def parse_utc_micros(texts: Sequence[str]) -> list[int] | None:
         by_length.setdefault(len(text), []).append(i)
     if len(by_length) > _MAX_LENGTHS:
         return None
-    out = [0] * len(texts)
+    out = np.empty(len(texts), dtype=np.int64)
     for indexes in by_length.values():
         group = _parse_same_length([texts[i] for i in indexes])
         if group is None:
             return None
-        for i, value in zip(indexes, group, strict=True):
-            out[i] = value
+        out[indexes] = group
     return out
 
 
-def _parse_same_length(texts: Sequence[str]) -> list[int] | None:
+def _parse_same_length(texts: Sequence[str]) -> Int64s | None:
     """parse_utc_micros of texts that must all be as long as the first."""
     first = texts[0]
     length = len(first)
@@ -101,8 +100,7 @@ def _parse_same_length(texts: Sequence[str]) -> list[int] | None:
     if len(raw) != len(texts) * (length + 1):
         return None
     chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), length + 1)
-    micros = layout.parse(chars)
-    return None if micros is None else micros.tolist()
+    return layout.parse(chars)
 
 
 _SEPARATOR = "|"
