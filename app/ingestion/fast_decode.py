@@ -14,7 +14,9 @@ through Python's `re` once per string (4x slower decoding with the NUL patterns,
 with the segment-key pattern alone). No NUL in text (schemas.py refuses it: PostgreSQL
 text cannot hold it): JSON can only spell NUL as an escape, a raw control character is
 malformed JSON (msgspec refuses it), and bodies with any backslash escape go to
-Pydantic (below). Segment keys are checked once per distinct key after decoding.
+Pydantic (below). The batch comes out as columns (columns.PredictionColumns), not as
+records: timestamps are parsed as one column (timestamps.py), and each distinct segment
+set is decoded and its keys checked once, from the raw JSON msgspec keeps of it.
 """
 
 from __future__ import annotations
