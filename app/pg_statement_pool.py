@@ -17,6 +17,7 @@ cancelled mid-statement) is closed, never reused, and the next writer opens a ne
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,7 +27,11 @@ import psycopg
 from psycopg import pq
 
 from app.config import Settings
-from app.db import IDLE_PING_S, libpq_url, request_connect_args
+from app.db import IDLE_PING_S, libpq_url, request_connect_args, request_deadline
+
+# A request whose deadline is spent still gets this long for a connection: a loopback
+# connect takes a few milliseconds (its lock waits are cut to 1 ms just the same).
+_MIN_CONNECT_S = 0.05
 
 
 class StatementPool:
@@ -71,6 +76,22 @@ class StatementPool:
         return conn
 
     async def _checkout(self) -> psycopg.AsyncConnection[Any]:
+        """A connection within what is left of the request's deadline: libpq's own
+        connect timeout is whole seconds, at least 2, and an idle connection's ping has
+        none (a host gone from the network would hold it until TCP gives up)."""
+        deadline = request_deadline.get()
+        if deadline is None:
+            return await self._checkout_unbounded()
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), _MIN_CONNECT_S)):
+                return await self._checkout_unbounded()
+        except TimeoutError:
+            # The API's handlers answer this 503 + Retry-After (api/errors.py).
+            raise psycopg.OperationalError(
+                "no database connection within the request's lock timeout"
+            ) from None
+
+    async def _checkout_unbounded(self) -> psycopg.AsyncConnection[Any]:
         while self._idle:
             conn, since = self._idle.pop()
             if time.monotonic() - since < IDLE_PING_S:

@@ -6,6 +6,7 @@ bounding the statement's lock wait in one round trip."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -213,3 +214,36 @@ def test_a_fresh_request_waits_the_connections_own_bound(pg_db: Db, model: str) 
 
     waited = asyncio.run(run())
     assert BOUND_S - 0.1 < waited < BOUND_S + 1.5, waited
+
+
+def test_a_connection_is_awaited_no_longer_than_the_request_deadline() -> None:
+    """A server that takes the TCP connection and never answers (a host gone from the
+    network behaves alike): libpq's own connect timeout is 2 s at least; the request's
+    deadline ends the wait first, with the error the API answers 503 for."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # never accepted: the kernel completes the handshake, nobody answers
+    port = silent.getsockname()[1]
+
+    async def run() -> float:
+        pool = StatementPool(
+            f"host=127.0.0.1 port={port} user=lossmon dbname=lossmon",
+            connect_args={"connect_timeout": 2},
+            max_idle=1,
+        )
+        token = request_deadline.set(time.monotonic() + 0.3)
+        started = time.monotonic()
+        try:
+            with pytest.raises(psycopg.OperationalError, match="lock timeout"):
+                async with pool.connection():
+                    pass
+            return time.monotonic() - started
+        finally:
+            request_deadline.reset(token)
+            await pool.close()
+
+    try:
+        waited = asyncio.run(run())
+    finally:
+        silent.close()
+    assert 0.25 < waited < 1.2, waited  # libpq alone would wait 2 s
