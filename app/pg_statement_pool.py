@@ -79,6 +79,8 @@ class StatementPool:
         """A connection within what is left of the request's deadline: libpq's own
         connect timeout is whole seconds, at least 2, and an idle connection's ping has
         none (a host gone from the network would hold it until TCP gives up)."""
+        if self._idle and time.monotonic() - self._idle[-1][1] < IDLE_PING_S:
+            return self._idle.pop()[0]  # busy: used moments ago, nothing to wait for
         deadline = request_deadline.get()
         if deadline is None:
             return await self._checkout_unbounded()
