@@ -45,9 +45,11 @@ def install(app: FastAPI) -> None:
 
 
 def _takes_json(content_type: bytes | None) -> bool:
-    """FastAPI reads a body without a content type as JSON too."""
+    """application/json (any parameters): FastAPI reads no other body of this route as
+    JSON without its media type (strict_content_type, its default, refuses a body sent
+    without one); the rare others (+json types) it reads itself."""
     if content_type is None:
-        return True
+        return False
     return content_type.partition(b";")[0].strip().lower() == b"application/json"
 
 

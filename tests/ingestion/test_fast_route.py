@@ -64,8 +64,9 @@ def _body(records: list[dict[str, Any]]) -> bytes:
     return json.dumps({"predictions": records}).encode()
 
 
-# (name, path, headers key ("ingest", "read", "none", "basic", "wrong"), extra headers, body)
-CASES: list[tuple[str, str, str, dict[str, str], bytes]] = [
+# (name, path, headers key ("ingest", "read", "none", "basic", "wrong"), extra headers
+# (None: not sent), body)
+CASES: list[tuple[str, str, str, dict[str, str | None], bytes]] = [
     ("batch", "/v1/models/m/predictions", "ingest", {}, _body(_records(100, "a"))),
     ("re-sent", "/v1/models/m/predictions", "ingest", {}, _body(_records(100, "a"))),
     ("small", "/v1/models/m/predictions", "ingest", {}, _body(_records(3, "b"))),
@@ -91,6 +92,10 @@ CASES: list[tuple[str, str, str, dict[str, str], bytes]] = [
      _body(_records(2, "j"))),
     ("json-charset", "/v1/models/m/predictions", "ingest",
      {"content-type": "application/json; charset=utf-8"}, _body(_records(2, "k"))),
+    ("no-content-type", "/v1/models/m/predictions", "ingest", {"content-type": None},
+     _body(_records(2, "l"))),
+    ("vnd-json", "/v1/models/m/predictions", "ingest",
+     {"content-type": "application/vnd.lossmon+json"}, _body(_records(2, "m"))),
     ("malformed", "/v1/models/m/predictions", "ingest", {}, b'{"predictions": ['),
     ("empty", "/v1/models/m/predictions", "ingest", {}, b""),
 ]  # fmt: skip
@@ -106,7 +111,7 @@ def _answers(db: Db, app: FastAPI, keys: dict[str, str]) -> list[tuple[Any, ...]
     out: list[tuple[Any, ...]] = []
     with _client(app) as client:
         for name, path, key, extra, body in CASES:
-            headers = {"content-type": "application/json", **extra}
+            headers = {k: v for k, v in {"content-type": "application/json", **extra}.items() if v}
             if key in keys:
                 headers["authorization"] = keys[key]
             r = client.post(path, content=body, headers=headers)
@@ -156,10 +161,10 @@ def test_both_routes_answer_alike_and_store_alike(db: Db, rate_limit: str) -> No
     fast_rows = _stored(db)
     route = _fast_route(fast_app)
     # Taken: the bodies the fast decoder reads (then stored, or refused by the key check,
-    # the model, the batch cap or the service); handed on: the other six. The GET never
+    # the model, the batch cap or the service); handed on: the other eight. The GET never
     # matches it.
     assert route.taken == 14
-    assert route.handed_on == 6
+    assert route.handed_on == 8
     _empty(db)
     plain = _answers(db, _without_fast_route(create_app(settings)), keys)
 
@@ -175,8 +180,9 @@ def test_both_routes_answer_alike_and_store_alike(db: Db, rate_limit: str) -> No
         404,
         413,
     )
-    # batch, small, repeat-in-batch, no-timestamp, escaped, json-charset
-    assert len(fast_rows) == 100 + 3 + 2 + 1 + 1 + 2
+    # batch, small, repeat-in-batch, no-timestamp, escaped, json-charset, vnd-json
+    assert len(fast_rows) == 100 + 3 + 2 + 1 + 1 + 2 + 2
+    assert statuses["no-content-type"] == 422  # FastAPI's strict_content_type
 
 
 def test_the_fast_route_is_not_in_the_openapi_schema(db: Db) -> None:
@@ -187,7 +193,7 @@ def test_the_fast_route_is_not_in_the_openapi_schema(db: Db) -> None:
 
 def test_the_metrics_name_the_route_template(client: TestClient) -> None:
     assert client.put("/v1/models/m", json={"window": "1h"}).is_success
-    r = client.post("/v1/models/m/predictions", content=_body(_records(2, "a")))
+    r = client.post("/v1/models/m/predictions", json={"predictions": _records(2, "a")})
     assert r.status_code == 200
     assert _fast_route(client.app).taken == 1  # type: ignore[arg-type]
     metrics = client.get("/metrics").text
