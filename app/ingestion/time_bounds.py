@@ -9,20 +9,16 @@ Pure: the caller passes the clock and the bound.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from app.errors import item_error
 from app.ingestion.timestamps import Int64s
+from app.windows.history_json import iso_seconds
 
 EARLIEST_US = 0  # 1970-01-01T00:00:00Z
 EARLIEST_TEXT = "1970-01-01T00:00:00Z"
-
-
-def _iso_us(ts_us: int) -> str:
-    return datetime.fromtimestamp(ts_us // 1_000_000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def out_of_range(
@@ -42,9 +38,10 @@ def out_of_range(
         if t < EARLIEST_US:
             message = f"timestamp must not be before {EARLIEST_TEXT}"
         else:
+            latest = iso_seconds(latest_us // 1_000_000)
             message = (
                 f"timestamp must not be more than {max_future_s:g} s after the server's "
-                f"time (latest accepted now: {_iso_us(latest_us)}; LOSSMON_MAX_FUTURE_S)"
+                f"time (latest accepted now: {latest}; LOSSMON_MAX_FUTURE_S)"
             )
         errors.append(item_error(i, "timestamp", message))
     return errors
