@@ -28,6 +28,8 @@ import psycopg
 from psycopg.adapt import Buffer, Dumper
 from psycopg.pq import Format
 
+from app.ingestion.ascii_columns import one_width_ascii
+
 _INT8_OID, _FLOAT8_OID, _TEXT_OID = 20, 701, 25
 _HEAD_1D = struct.Struct(">iiiii")
 _HEAD_EMPTY = struct.Struct(">iii")
@@ -99,18 +101,10 @@ def _fixed_width_ascii(values: Sequence[str]) -> bytes | None:
     """The elements of text[] packed by numpy in one pass, when every value is ASCII of
     one length (ids are often fixed-width: UUIDs, zero-padded counters); None otherwise.
     For 1,000 ten-character ids 9 us instead of 127 us."""
-    if not values:
+    data = one_width_ascii(values)
+    if data is None:
         return None
     width = len(values[0])
-    joined = "".join(values)
-    data = joined.encode()
-    # All one width: the joined text is n x width characters AND every value is that
-    # long (the count of those equal to the first's length, found in C). ASCII: one
-    # byte per character.
-    if len(joined) != width * len(values) or len(data) != len(joined) or width == 0:
-        return None
-    if list(map(len, values)).count(width) != len(values):
-        return None
     elems = np.empty(len(values), dtype=[("len", ">i4"), ("value", f"S{width}")])
     elems["len"] = width
     elems["value"] = np.frombuffer(data, dtype=f"S{width}")

@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from app.ingestion.ascii_columns import one_width_ascii
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -43,7 +45,7 @@ Int64s = npt.NDArray[np.int64]
 # A batch usually has one layout, so one text length; a producer whose formatter drops a
 # zero fraction (Python's isoformat) gives two. More than this: the general way.
 _MAX_LENGTHS = 4
-_DIGIT, _DASH, _COLON, _DOT, _T, _Z, _PLUS, _MINUS, _BAR = (ord(c) for c in "0-:.TZ+-|")
+_DIGIT, _DASH, _COLON, _DOT, _T, _Z, _PLUS, _MINUS = (ord(c) for c in "0-:.TZ+-")
 # Calendar tables, indexed by year (0 to 9999) or month (1 to 12): gathers instead of
 # the modulo and floor-division arithmetic, the slowest numpy integer operations.
 _YEARS = np.arange(10_000, dtype=np.int64)
@@ -78,7 +80,7 @@ def parse_utc_micros(texts: Sequence[str]) -> Int64s | None:
 
 
 def _parse_same_length(texts: Sequence[str]) -> Int64s | None:
-    """parse_utc_micros of texts that must all be as long as the first."""
+    """parse_utc_micros of texts that must all be as long as the first (else None)."""
     first = texts[0]
     length = len(first)
     if length >= 20 and first[-1] == "Z":
@@ -90,20 +92,10 @@ def _parse_same_length(texts: Sequence[str]) -> Int64s | None:
     layout = _layout(length, offset)
     if layout is None:
         return None
-    # Each text followed by a separator: its column must hold the separator in every
-    # row, and no layout position may (the layout check), so a row is exactly one text
-    # and every text has the first one's length, without a pass over their lengths.
-    try:
-        raw = (_SEPARATOR.join(texts) + _SEPARATOR).encode("ascii")
-    except UnicodeEncodeError:
+    data = one_width_ascii(texts)
+    if data is None:
         return None
-    if len(raw) != len(texts) * (length + 1):
-        return None
-    chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), length + 1)
-    return layout.parse(chars)
-
-
-_SEPARATOR = "|"
+    return layout.parse(np.frombuffer(data, dtype=np.uint8).reshape(len(texts), length))
 
 
 @functools.lru_cache(maxsize=64)
@@ -135,9 +127,9 @@ class _Layout:
         self.offset = offset  # ±HH:MM (else Z)
         # text - template (bytes, wrapping) is each digit's value at a digit, 0 at a fixed
         # character; `limit` is the most each may be: one pass checks the whole layout.
-        self.template = np.zeros(length + 1, dtype=np.uint8)
-        self.limit = np.zeros(length + 1, dtype=np.uint8)
-        fixed = {4: _DASH, 7: _DASH, 10: _T, 13: _COLON, 16: _COLON, length: _BAR}
+        self.template = np.zeros(length, dtype=np.uint8)
+        self.limit = np.zeros(length, dtype=np.uint8)
+        fixed = {4: _DASH, 7: _DASH, 10: _T, 13: _COLON, 16: _COLON}
         if fraction:
             fixed[19] = _DOT
         if offset:
@@ -157,7 +149,7 @@ class _Layout:
                 places += [(start, field, 10), (start + 1, field, 1)]
         # fields = weights @ digits: one small matrix product instead of a dozen column
         # operations; float32 is exact here (every partial sum is below 2**24).
-        self.weights = np.zeros((length + 1, len(_LOW)), dtype=np.float32)
+        self.weights = np.zeros((length, len(_LOW)), dtype=np.float32)
         for position, field, weight in places:
             self.template[position] = _DIGIT
             self.limit[position] = 9
