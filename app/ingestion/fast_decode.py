@@ -87,8 +87,7 @@ def decode_prediction_batch(body: bytes) -> PredictionBatch | None:
         segments = _segments_column([r.segments_raw for r in records])
     except (msgspec.ValidationError, msgspec.DecodeError, _Refused):
         return None
-    batch = PredictionBatch.model_construct(predictions=records)  # type: ignore[arg-type]
-    batch._columns = PredictionColumns(
+    columns = PredictionColumns(
         prediction_ids=[r.prediction_id for r in records],
         timestamps_us=timestamps,
         scores=[r.score for r in records],
@@ -96,7 +95,7 @@ def decode_prediction_batch(body: bytes) -> PredictionBatch | None:
         model_versions=[r.model_version for r in records],
         segments=segments,
     )
-    return batch
+    return PredictionBatch.decoded(records, columns)
 
 
 def _timestamps_us(texts: list[str | None]) -> list[int | None] | Int64s:

@@ -6,7 +6,7 @@ so they live in the service and report errors in the same index/field/message fo
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -121,8 +121,15 @@ class PredictionBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     predictions: list[PredictionIn] = Field(min_length=1)
-    # Set by the fast decoder (fast_decode.py), which builds the columns itself.
     _columns: PredictionColumns | None = PrivateAttr(default=None)
+
+    @classmethod
+    def decoded(cls, records: list[Any], columns: PredictionColumns) -> PredictionBatch:
+        """A batch a fast decoder read itself (fast_decode.py): its columns as it built
+        them; its records as decoded (not PredictionIn: only their count is read)."""
+        batch = cls.model_construct(predictions=records)
+        batch._columns = columns
+        return batch
 
     def columns(self) -> PredictionColumns:
         """The batch as the service reads it."""
